@@ -1,0 +1,153 @@
+// nmsnn-bench — training-step timings on the workloads of the PyTorch reference
+// (shared/anchors/pynmsnn_reference.py), with the same interface and output:
+//
+//   nmsnn-bench WORKLOAD [--threads N] [--batches K]
+//
+// WORKLOAD: binary, binary_noisy, iris, mnist, regression. Prints one JSON line:
+// workload, threads, batch, T, sec_per_batch (median of K timed steps after one warm-up),
+// sample_steps_per_s, peak_rss_mib, and gflops (achieved), density (fraction of hidden
+// outputs > 0), generator_share (fraction of a step spent drawing input masks).
+#include <nmsnn/nmsnn.hpp>
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Workload {
+  Eigen::Index inputs, hidden, outputs, T, batch;
+  const char* loss;
+  const char* optimiser;
+  nmsnn::Readout readout;
+};
+
+const std::map<std::string, Workload> workloads = {
+    {"binary", {20, 64, 1, 500, 64, "bce", "adam", nmsnn::Readout::sum}},
+    {"binary_noisy", {20020, 64, 1, 500, 64, "bce", "adam", nmsnn::Readout::sum}},
+    {"iris", {4, 100, 3, 64, 120, "ce", "adam", nmsnn::Readout::mean}},
+    {"mnist", {784, 100, 10, 128, 1000, "ce", "sgd", nmsnn::Readout::mean}},
+    {"regression", {3, 100, 1, 64, 64, "mse", "sgd", nmsnn::Readout::mean}},
+};
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+template <class Task, class Opt>
+int run(const std::string& name, const Workload& w, Opt& opt, int threads, int batches) {
+  using Net = nmsnn::SpikingNetwork<Task>;
+  Net net({.inputs = w.inputs, .outputs = w.outputs, .hidden = {w.hidden}, .time_steps = w.T,
+           .readout = w.readout, .seed = 0});
+  // Synthetic data of the reference's distribution.
+  nmsnn::CounterRng rng(0, nmsnn::RandomDomain::split, 1);
+  nmsnn::Matrix<float> Xb(w.inputs, w.batch);
+  for (Eigen::Index i = 0; i < Xb.size(); ++i) {
+    if (name == "mnist") {
+      const double v = rng.uniform();
+      Xb.data()[i] = float(rng.uniform() < 0.19 ? v : 0.0);
+    } else {
+      Xb.data()[i] = float(rng.normal());
+    }
+  }
+  nmsnn::Matrix<float> Yb(std::strcmp(w.loss, "mse") == 0 ? w.outputs : 1, w.batch);
+  for (Eigen::Index b = 0; b < w.batch; ++b) {
+    if (std::strcmp(w.loss, "bce") == 0) Yb(0, b) = rng.uniform() > 0.5 ? 1.f : 0.f;
+    else if (std::strcmp(w.loss, "ce") == 0) Yb(0, b) = float(rng.below(std::uint64_t(w.outputs)));
+    else Yb(0, b) = float(rng.normal());
+  }
+  std::vector<std::uint32_t> ids(std::size_t(w.batch));
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = std::uint32_t(i);
+
+  std::vector<double> times;
+  for (int i = 0; i <= batches; ++i) {
+    const double t0 = now();
+    const double loss = net.train_batch(Xb, Yb, ids.data(), net.next_stream());
+    const auto params = net.parameters();
+    nmsnn::detail::guarded_step<float>(std::span<const nmsnn::Parameter<float>>(params), opt, loss, "bench");
+    if (i > 0) times.push_back(now() - t0);
+  }
+  std::sort(times.begin(), times.end());
+  const double med = times[times.size() / 2];
+
+  // Share of a step spent drawing masks: encode all T steps twice (forward and backward).
+  double gen = 0;
+  if (!net.encoder().constant_in_time()) {
+    const Eigen::Index chunk = net.input_chunk_steps(w.batch);
+    nmsnn::Matrix<float> S(w.inputs, chunk * w.batch);
+    const double t0 = now();
+    for (int pass = 0; pass < 2; ++pass)
+      for (Eigen::Index s0 = 0; s0 < w.T; s0 += chunk)
+        net.encoder().encode(Xb, ids.data(), {0, 7}, s0, std::min(chunk, w.T - s0), S);
+    gen = (now() - t0) / med;
+  }
+  // Density of the hidden layer's outputs on one forward pass.
+  double density = 0;
+  {
+    Net probe = net;
+    probe.forward_train(Xb, ids.data(), {0, 9});
+    density = probe.activity(0);
+  }
+  // Multiply-adds of one step: layer 1 forward and dW (2 x H F T B), layer 2 forward, dW and
+  // input gradient (3 x K H (T-1) B).
+  const double flops = 2.0 * (2.0 * double(w.hidden * w.inputs * w.T * w.batch) +
+                              3.0 * double(w.outputs * w.hidden * (w.T - 1) * w.batch));
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  std::printf(
+      "{\"workload\": \"%s\", \"device\": \"cpu\", \"threads\": %d, \"batch\": %ld, \"T\": %ld, "
+      "\"sec_per_batch\": %.5f, \"sample_steps_per_s\": %.1f, \"peak_rss_mib\": %.1f, "
+      "\"gflops\": %.2f, \"density\": %.4f, \"generator_share\": %.3f}\n",
+      name.c_str(), threads, long(w.batch), long(w.T), med, double(w.batch * w.T) / med,
+      double(ru.ru_maxrss) / 1024.0, flops / med * 1e-9, density, gen);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0) {
+    std::cerr << "usage: nmsnn-bench WORKLOAD [--threads N] [--batches K]\n"
+                 "WORKLOAD: binary, binary_noisy, iris, mnist, regression\n";
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string name = argv[1];
+  int threads = 1, batches = 5;
+  for (int i = 2; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = std::stoi(argv[++i]);
+    else if (std::strcmp(argv[i], "--batches") == 0 && i + 1 < argc) batches = std::stoi(argv[++i]);
+    else {
+      std::cerr << "nmsnn-bench: unknown argument '" << argv[i] << "'\n";
+      return 2;
+    }
+  }
+  if (threads < 1 || batches < 1) {
+    std::cerr << "nmsnn-bench: --threads and --batches must be >= 1\n";
+    return 2;
+  }
+  const auto it = workloads.find(name);
+  if (it == workloads.end()) {
+    std::cerr << "nmsnn-bench: unknown workload '" << name << "'\n";
+    return 2;
+  }
+  nmsnn::set_num_threads(threads);
+  const Workload& w = it->second;
+  if (std::strcmp(w.optimiser, "adam") == 0) {
+    nmsnn::Adam opt({.learning_rate = 1e-3});
+    if (std::strcmp(w.loss, "bce") == 0) return run<nmsnn::BinaryClassification>(name, w, opt, threads, batches);
+    return run<nmsnn::MulticlassClassification>(name, w, opt, threads, batches);
+  }
+  nmsnn::Sgd opt({.learning_rate = name == "mnist" ? 0.1 : 1e-3, .momentum = name == "mnist" ? 0.5 : 0.0});
+  if (std::strcmp(w.loss, "mse") == 0) return run<nmsnn::Regression>(name, w, opt, threads, batches);
+  return run<nmsnn::MulticlassClassification>(name, w, opt, threads, batches);
+} catch (const std::exception& e) {
+  std::cerr << "nmsnn-bench: " << e.what() << "\n";
+  return 2;
+}

@@ -1,0 +1,58 @@
+// nmsnn/core/config.hpp — the types every component shares (Index, Matrix aliases) and the
+// threading switches. Included first by every nmsnn header.
+//
+// nmsnn runs its own OpenMP loops over fixed partitions of the work so that results do not
+// depend on the thread count (Eigen's own threaded GEMM chooses its blocking from the thread
+// count, which changes rounding). Eigen's internal threading is therefore switched off.
+#pragma once
+
+#if defined(EIGEN_WORLD_VERSION) && defined(_OPENMP) && !defined(EIGEN_DONT_PARALLELIZE)
+#error "nmsnn: Eigen was included before nmsnn with OpenMP enabled. Include <nmsnn/nmsnn.hpp> first, or define EIGEN_DONT_PARALLELIZE (the nmsnn::nmsnn CMake target does)."
+#endif
+#ifndef EIGEN_DONT_PARALLELIZE
+#define EIGEN_DONT_PARALLELIZE
+#endif
+
+#include <Eigen/Core>
+
+#include <cstdint>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+namespace nmsnn {
+
+using Index = Eigen::Index;
+
+/// Column-major dynamic matrix: the public data layout is one row per sample.
+template <class Scalar>
+using Matrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic>;
+template <class Scalar>
+using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+template <class Scalar>
+using RowVector = Eigen::Matrix<Scalar, 1, Eigen::Dynamic>;
+using Labels = Eigen::VectorXi;
+
+template <class Scalar>
+concept FloatingScalar = std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>;
+
+/// Number of threads nmsnn's loops use (OpenMP); 1 when built without OpenMP.
+inline int num_threads() {
+#if defined(_OPENMP)
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+/// Sets the number of threads for nmsnn's loops. Results do not depend on it.
+inline void set_num_threads(int n) {
+#if defined(_OPENMP)
+  if (n > 0) omp_set_num_threads(n);
+#else
+  (void)n;
+#endif
+}
+
+}  // namespace nmsnn

@@ -1,0 +1,239 @@
+// nmsnn/layers/spiking_layer.hpp — one layer of pynmsnn's leaky neurons (MODEL.md "One spiking
+// layer, one step"): weights and bias, decay λ, threshold θ, refractory penalty ρ, reset
+// "scale" or "subtract", and the one-step-late emission of (state, output).
+//
+// The layer works time-batched: the engine hands it the input currents a_t = W s_t + b of all
+// steps at once (n_out x T*B, column t*B + b), and the scan below runs the recurrence over t,
+// vectorised over neurons and samples, overwriting a_t with the output o_t. The fire gates
+// g_t = [o_t > 0] are read back from o_t in the backward scan, so nothing else is stored.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <string_view>
+
+#include "nmsnn/core/config.hpp"
+#include "nmsnn/core/errors.hpp"
+#include "nmsnn/core/random.hpp"
+
+namespace nmsnn {
+
+enum class Reset { scale, subtract };
+
+inline std::string_view to_string(Reset r) { return r == Reset::scale ? "scale" : "subtract"; }
+
+inline Reset parse_reset(std::string_view s) {
+  if (s == "scale") return Reset::scale;
+  if (s == "subtract") return Reset::subtract;
+  detail::raise<ValueError>("reset: expected scale or subtract, found '", s, "'");
+}
+
+/// Neuron constants of one layer; defaults from MODEL.md (pynmsnn's).
+struct NeuronOptions {
+  double decay = 0.9;      ///< λ: fraction of the inner state kept from one step to the next
+  double threshold = 1.0;  ///< θ: the neuron fires when u_t > θ
+  double penalty = 1.5;    ///< ρ: refractory penalty applied at reset
+  Reset reset = Reset::scale;
+
+  void validate(std::string_view where) const {
+    if (!std::isfinite(decay) || !std::isfinite(threshold) || !std::isfinite(penalty))
+      detail::raise<ValueError>(where, ": neuron decay, threshold and penalty must be finite, found ",
+                                decay, ", ", threshold, ", ", penalty);
+    if (!(threshold > 0))
+      detail::raise<ValueError>(where, ": threshold must be > 0, found ", threshold);
+  }
+};
+
+namespace detail {
+
+/// Elements of one step's n x B block that one scan task keeps in L1 while it walks over t.
+inline constexpr Index scan_chunk = 2048;
+
+/// Forward scan over T steps of the element range [j0, j1) of each step's block (size nB).
+/// A holds a_t on entry and o_t on exit. When R is given, v_t is added to R for t in
+/// [t_lo, t_hi] (the steps whose emitted state the readout reduces).
+template <class Scalar, Reset mode, bool readout>
+void forward_scan(Scalar* A, Index T, Index nB, Index j0, Index j1, Scalar decay, Scalar threshold,
+                  Scalar penalty, Scalar* R, Index t_lo, Index t_hi) {
+  const Scalar kappa = penalty / threshold;
+  Scalar v[scan_chunk];
+  const Index n = j1 - j0;
+  std::fill(v, v + n, Scalar(0));
+  for (Index t = 0; t < T; ++t) {
+    Scalar* a = A + t * nB + j0;
+    const bool acc = readout && t >= t_lo && t <= t_hi;
+    for (Index j = 0; j < n; ++j) {
+      const Scalar u = a[j] + v[j] * decay;
+      const Scalar o = std::max(u - threshold, Scalar(0));
+      Scalar vn;
+      if constexpr (mode == Reset::scale)
+        vn = o > 0 ? u - kappa * u : u;
+      else
+        vn = o > 0 ? u - (penalty + o) : u;
+      a[j] = o;
+      v[j] = vn;
+      if (acc) R[j0 + j] += vn;
+    }
+  }
+}
+
+/// Backward scan (MODEL.md "Gradients"), t = T-1 down to 0, over the element range [j0, j1).
+/// On entry D holds the gradient of the loss with respect to o_t (when has_go), on exit the
+/// gradient with respect to u_t (= a_t). O holds o_t, whose sign gives the gates. gv is the
+/// gradient with respect to v_t for t in [t_lo, t_hi] (the readout's, already scaled).
+template <class Scalar, Reset mode, bool has_go, bool has_gv>
+void backward_scan(Scalar* D, const Scalar* O, Index T, Index nB, Index j0, Index j1,
+                   Scalar decay, Scalar kappa, const Scalar* gv, Index t_lo, Index t_hi) {
+  Scalar du_next[scan_chunk];
+  const Index n = j1 - j0;
+  std::fill(du_next, du_next + n, Scalar(0));
+  for (Index t = T - 1; t >= 0; --t) {
+    Scalar* d = D + t * nB + j0;
+    const Scalar* o = O + t * nB + j0;
+    const bool from_readout = has_gv && t >= t_lo && t <= t_hi;
+    for (Index j = 0; j < n; ++j) {
+      Scalar dv = du_next[j] * decay;
+      if (from_readout) dv += gv[j0 + j];
+      const Scalar go = has_go ? d[j] : Scalar(0);
+      Scalar du;
+      if constexpr (mode == Reset::scale)
+        du = o[j] > 0 ? dv - kappa * dv + go : dv;
+      else
+        du = o[j] > 0 ? go : dv;
+      d[j] = du;
+      du_next[j] = du;
+    }
+  }
+}
+
+}  // namespace detail
+
+/// A fully connected layer of leaky spiking neurons with trainable weights W (outputs x inputs)
+/// and bias b, and the gradients of the last backward pass.
+template <FloatingScalar Scalar = float>
+class SpikingLayer {
+ public:
+  SpikingLayer() = default;
+  SpikingLayer(Index inputs, Index outputs, NeuronOptions neuron = {})
+      : weights_(Matrix<Scalar>::Zero(outputs, inputs)),
+        bias_(Vector<Scalar>::Zero(outputs)),
+        weight_grad_(Matrix<Scalar>::Zero(outputs, inputs)),
+        bias_grad_(Vector<Scalar>::Zero(outputs)),
+        neuron_(neuron) {
+    if (inputs <= 0 || outputs <= 0)
+      detail::raise<ValueError>("SpikingLayer: inputs and outputs must be >= 1, found ", inputs,
+                                " and ", outputs);
+    neuron_.validate("SpikingLayer");
+  }
+
+  Index inputs() const { return weights_.cols(); }
+  Index outputs() const { return weights_.rows(); }
+
+  const Matrix<Scalar>& weights() const { return weights_; }
+  const Vector<Scalar>& bias() const { return bias_; }
+  const Matrix<Scalar>& weight_gradient() const { return weight_grad_; }
+  const Vector<Scalar>& bias_gradient() const { return bias_grad_; }
+  const NeuronOptions& neuron() const { return neuron_; }
+
+  /// Replaces W; the shape must stay outputs x inputs and the values must be finite.
+  template <class Derived>
+  void set_weights(const Eigen::MatrixBase<Derived>& w) {
+    if (w.rows() != outputs() || w.cols() != inputs())
+      detail::raise<ShapeError>("SpikingLayer::set_weights: expected ", outputs(), "x", inputs(),
+                                ", found ", w.rows(), "x", w.cols());
+    if (!w.allFinite()) detail::raise<ValueError>("SpikingLayer::set_weights: non-finite value");
+    weights_ = w.template cast<Scalar>();
+  }
+  template <class Derived>
+  void set_bias(const Eigen::MatrixBase<Derived>& b) {
+    if (b.size() != outputs())
+      detail::raise<ShapeError>("SpikingLayer::set_bias: expected ", outputs(), " values, found ",
+                                b.size());
+    if (!b.allFinite()) detail::raise<ValueError>("SpikingLayer::set_bias: non-finite value");
+    bias_ = b.template cast<Scalar>().reshaped();
+  }
+  void set_neuron(const NeuronOptions& n) {
+    n.validate("SpikingLayer::set_neuron");
+    neuron_ = n;
+  }
+
+  /// PyTorch's nn.Linear with Xavier-uniform weights (as pynmsnn): W ~ U(-a, a),
+  /// a = sqrt(6 / (in + out)); b ~ U(-1/sqrt(in), 1/sqrt(in)).
+  void initialize(CounterRng& rng) {
+    const double a = std::sqrt(6.0 / double(inputs() + outputs()));
+    for (Index j = 0; j < weights_.cols(); ++j)
+      for (Index i = 0; i < weights_.rows(); ++i) weights_(i, j) = Scalar(rng.uniform(-a, a));
+    const double bound = 1.0 / std::sqrt(double(inputs()));
+    for (Index i = 0; i < bias_.size(); ++i) bias_(i) = Scalar(rng.uniform(-bound, bound));
+  }
+
+  // --- engine interface (time-batched layout, see the file comment) ---------------------
+
+  /// In place: a_t -> o_t for all steps of an (outputs x T*B) block; optionally adds v_t to
+  /// the readout R (outputs x B) for t in [t_lo, t_hi].
+  void scan_forward(Scalar* A, Index T, Index B, Scalar* R = nullptr, Index t_lo = 0,
+                    Index t_hi = -1) const {
+    const Index nB = outputs() * B;
+    const Scalar decay = Scalar(neuron_.decay), theta = Scalar(neuron_.threshold),
+                 rho = Scalar(neuron_.penalty);
+    const Index chunks = (nB + detail::scan_chunk - 1) / detail::scan_chunk;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (chunks > 1 && nB * T > 65536)
+#endif
+    for (Index c = 0; c < chunks; ++c) {
+      const Index j0 = c * detail::scan_chunk, j1 = std::min(nB, j0 + detail::scan_chunk);
+      if (neuron_.reset == Reset::scale) {
+        if (R) detail::forward_scan<Scalar, Reset::scale, true>(A, T, nB, j0, j1, decay, theta, rho, R, t_lo, t_hi);
+        else detail::forward_scan<Scalar, Reset::scale, false>(A, T, nB, j0, j1, decay, theta, rho, R, t_lo, t_hi);
+      } else {
+        if (R) detail::forward_scan<Scalar, Reset::subtract, true>(A, T, nB, j0, j1, decay, theta, rho, R, t_lo, t_hi);
+        else detail::forward_scan<Scalar, Reset::subtract, false>(A, T, nB, j0, j1, decay, theta, rho, R, t_lo, t_hi);
+      }
+    }
+  }
+
+  /// In place: D (outputs x T*B) from dL/do_t (when has_go) to dL/du_t. O holds o_t.
+  /// gv (outputs x B), when given, is dL/dv_t for t in [t_lo, t_hi].
+  void scan_backward(Scalar* D, const Scalar* O, Index T, Index B, bool has_go,
+                     const Scalar* gv = nullptr, Index t_lo = 0, Index t_hi = -1) const {
+    const Index nB = outputs() * B;
+    const Scalar decay = Scalar(neuron_.decay);
+    const Scalar kappa = Scalar(neuron_.penalty) / Scalar(neuron_.threshold);
+    const Index chunks = (nB + detail::scan_chunk - 1) / detail::scan_chunk;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (chunks > 1 && nB * T > 65536)
+#endif
+    for (Index c = 0; c < chunks; ++c) {
+      const Index j0 = c * detail::scan_chunk, j1 = std::min(nB, j0 + detail::scan_chunk);
+      dispatch_backward(has_go, gv != nullptr, [&]<bool go, bool has_gv>() {
+        if (neuron_.reset == Reset::scale)
+          detail::backward_scan<Scalar, Reset::scale, go, has_gv>(D, O, T, nB, j0, j1, decay, kappa, gv, t_lo, t_hi);
+        else
+          detail::backward_scan<Scalar, Reset::subtract, go, has_gv>(D, O, T, nB, j0, j1, decay, kappa, gv, t_lo, t_hi);
+      });
+    }
+  }
+
+  // Mutable access for optimisers and the engine.
+  Matrix<Scalar>& mutable_weights() { return weights_; }
+  Vector<Scalar>& mutable_bias() { return bias_; }
+  Matrix<Scalar>& mutable_weight_gradient() { return weight_grad_; }
+  Vector<Scalar>& mutable_bias_gradient() { return bias_grad_; }
+
+ private:
+  template <class F>
+  static void dispatch_backward(bool go, bool gv, F&& f) {
+    if (go && gv) f.template operator()<true, true>();
+    else if (go) f.template operator()<true, false>();
+    else if (gv) f.template operator()<false, true>();
+    else f.template operator()<false, false>();
+  }
+
+  Matrix<Scalar> weights_;
+  Vector<Scalar> bias_;
+  Matrix<Scalar> weight_grad_;
+  Vector<Scalar> bias_grad_;
+  NeuronOptions neuron_;
+};
+
+}  // namespace nmsnn

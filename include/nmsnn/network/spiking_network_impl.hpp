@@ -1,0 +1,326 @@
+// nmsnn/network/spiking_network_impl.hpp — definitions of SpikingNetwork (included by
+// spiking_network.hpp). The equations cited are those of MODEL.md.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "nmsnn/network/spiking_network.hpp"
+#include "nmsnn/detail/parallel_gemm.hpp"
+#include "nmsnn/train/trainer.hpp"
+
+namespace nmsnn {
+
+template <TaskType Task, FloatingScalar S>
+SpikingNetwork<Task, S>::SpikingNetwork(const SpikingOptions& o) : options_(o) {
+  if (o.inputs < 1) detail::raise<ValueError>("SpikingNetwork: inputs must be >= 1, found ", o.inputs);
+  const Index outputs = o.outputs ? *o.outputs : Task::default_outputs();
+  Task::check_outputs(outputs);
+  std::vector<Index> hidden = o.hidden.empty() ? std::vector<Index>{Task::default_hidden} : o.hidden;
+  for (std::size_t i = 0; i < hidden.size(); ++i)
+    if (hidden[i] < 1)
+      detail::raise<ValueError>("SpikingNetwork: hidden layer ", i + 1, " must have >= 1 neuron, found ",
+                                hidden[i]);
+  o.neuron.validate("SpikingNetwork");
+  reducer_ = OutputReducer<S>(o.readout ? *o.readout : Task::default_readout,
+                              o.time_steps ? *o.time_steps : Task::default_time_steps, o.begin_eval);
+  encoder_ = InputEncoder<S>(o.encoder);
+  options_.outputs = outputs;
+  options_.hidden = hidden;
+  options_.time_steps = reducer_.time_steps();
+  options_.readout = reducer_.kind();
+  Index in = o.inputs;
+  CounterRng rng(o.seed, RandomDomain::init);
+  hidden.push_back(outputs);
+  for (Index width : hidden) {
+    layers_.emplace_back(in, width, o.neuron);
+    layers_.back().initialize(rng);
+    in = width;
+  }
+}
+
+template <TaskType Task, FloatingScalar S>
+std::vector<Parameter<S>> SpikingNetwork<Task, S>::parameters() {
+  std::vector<Parameter<S>> p;
+  for (auto& l : layers_) {
+    p.push_back({l.mutable_weights().data(), l.weight_gradient().data(), l.weights().size()});
+    p.push_back({l.mutable_bias().data(), l.bias_gradient().data(), l.bias().size()});
+  }
+  return p;
+}
+
+template <TaskType Task, FloatingScalar S>
+Index SpikingNetwork<Task, S>::parameter_count() const {
+  Index n = 0;
+  for (const auto& l : layers_) n += l.weights().size() + l.bias().size();
+  return n;
+}
+
+template <TaskType Task, FloatingScalar S>
+Index SpikingNetwork<Task, S>::input_chunk_steps(Index batch) const {
+  // About 4 Mi scalars of encoded input at a time, whatever T.
+  const Index per_step = std::max<Index>(1, inputs() * batch);
+  return std::clamp<Index>((Index(1) << 22) / per_step, 1, time_steps());
+}
+
+template <TaskType Task, FloatingScalar S>
+std::size_t SpikingNetwork<Task, S>::workspace_bytes(Index batch) const {
+  const Index TB = time_steps() * batch;
+  std::size_t n = 0;
+  Index widest = 0;
+  for (const auto& l : layers_) {
+    n += std::size_t(l.outputs()) * std::size_t(TB);
+    widest = std::max(widest, l.outputs());
+  }
+  n += 2 * std::size_t(widest) * std::size_t(TB);
+  if (!encoder_.constant_in_time()) n += std::size_t(inputs()) * std::size_t(input_chunk_steps(batch) * batch);
+  return n * sizeof(S);
+}
+
+// Forward (MODEL.md "One spiking layer, one step", "The network"): for each layer, currents of
+// all steps by one product, then the scan. Layer l >= 2 reads at step t what layer l-1 emitted,
+// o_{t-1}: columns [0, (T-1)B) of its outputs feed steps 1..T-1; step 0 gets the bias alone.
+template <TaskType Task, FloatingScalar S>
+void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32_t* ids, DrawKey key,
+                                          Workspace& ws, Matrix<S>& R) const {
+  const Index T = time_steps(), B = Xb.cols(), TB = T * B, L = num_layers();
+  ws.outputs.resize(std::size_t(L));
+  R.setZero(outputs(), B);
+  for (Index l = 0; l < L; ++l) {
+    const Layer& layer = layers_[std::size_t(l)];
+    Matrix<S>& A = ws.outputs[std::size_t(l)];
+    A.resize(layer.outputs(), TB);
+    const auto W = detail::cmap(layer.weights().data(), layer.outputs(), layer.inputs());
+    if (l == 0) {
+      if (encoder_.constant_in_time()) {
+        const Matrix<S> a = layer.weights() * Xb;
+        for (Index t = 0; t < T; ++t) A.middleCols(t * B, B) = a;
+      } else {
+        const Index chunk = input_chunk_steps(B);
+        ws.encoded.resize(inputs(), chunk * B);
+        for (Index t0 = 0; t0 < T; t0 += chunk) {
+          const Index steps = std::min(chunk, T - t0);
+          encoder_.encode(Xb, ids, key, t0, steps, ws.encoded);
+          detail::gemm_nn<S>(detail::map(A.data() + t0 * B * A.rows(), A.rows(), steps * B), W,
+                             detail::cmap(ws.encoded.data(), inputs(), steps * B), false);
+        }
+      }
+    } else {
+      A.leftCols(B).setZero();
+      if (T > 1)
+        detail::gemm_nn<S>(detail::map(A.data() + B * A.rows(), A.rows(), (T - 1) * B), W,
+                           detail::cmap(ws.outputs[std::size_t(l - 1)].data(), layer.inputs(), (T - 1) * B),
+                           false);
+    }
+    A.colwise() += layer.bias();
+    if (l == L - 1)
+      layer.scan_forward(A.data(), T, B, R.data(), reducer_.first_state(), reducer_.last_state());
+    else
+      layer.scan_forward(A.data(), T, B);
+  }
+  if (reducer_.kind() == Readout::mean) R /= S(T - begin_eval());
+}
+
+template <TaskType Task, FloatingScalar S>
+Matrix<S> SpikingNetwork<Task, S>::forward_batch(const Matrix<S>& Xb, const std::uint32_t* ids,
+                                                 DrawKey key) const {
+  Matrix<S> R;
+  Workspace local;
+  run_forward(Xb, ids, key, local, R);
+  return R;
+}
+
+template <TaskType Task, FloatingScalar S>
+Matrix<S> SpikingNetwork<Task, S>::forward_train(const Matrix<S>& Xb, const std::uint32_t* ids, DrawKey key) {
+  Matrix<S> R;
+  run_forward(Xb, ids, key, ws_, R);
+  return R;
+}
+
+// Backward (MODEL.md "Gradients"). For the last layer, dL/dv_t is the readout gradient (divided
+// by T - e for a mean) for the reduced steps and there is no dL/do_t. For layer l >= 2,
+// dW_l = dU_l[:, steps 1..T-1] * O_{l-1}[:, steps 0..T-2]^T and the gradient with respect to
+// o_{t-1} of layer l-1 is W_l^T du_t. Layer 1's inputs are regenerated chunk by chunk.
+template <TaskType Task, FloatingScalar S>
+void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uint32_t* ids, DrawKey key,
+                                             const Matrix<S>& readout_grad) {
+  const Index T = time_steps(), B = Xb.cols(), TB = T * B, L = num_layers();
+  NMSNN_ASSERT(Index(ws_.outputs.size()) == L && ws_.outputs.back().cols() == TB);
+  Matrix<S> gv = readout_grad;
+  if (reducer_.kind() == Readout::mean) gv /= S(T - begin_eval());
+  Matrix<S>* D = &ws_.grad_a;
+  Matrix<S>* D_below = &ws_.grad_b;
+  D->resize(outputs(), TB);
+  layers_.back().scan_backward(D->data(), ws_.outputs.back().data(), T, B, false, gv.data(),
+                               reducer_.first_state(), reducer_.last_state());
+  for (Index l = L - 1; l >= 0; --l) {
+    Layer& layer = layers_[std::size_t(l)];
+    const Index n = layer.outputs(), in = layer.inputs();
+    layer.mutable_bias_gradient() = D->rowwise().sum();
+    Matrix<S>& dW = layer.mutable_weight_gradient();
+    dW.setZero(n, in);
+    auto dW_map = detail::map(dW.data(), n, in);
+    if (l > 0) {
+      const Matrix<S>& O_below = ws_.outputs[std::size_t(l - 1)];
+      D_below->resize(in, TB);
+      if (T > 1) {
+        const auto dU = detail::cmap(D->data() + B * n, n, (T - 1) * B);
+        detail::gemm_nt_acc<S>(dW_map, dU, detail::cmap(O_below.data(), in, (T - 1) * B));
+        detail::gemm_tn<S>(detail::map(D_below->data(), in, (T - 1) * B),
+                           detail::cmap(layer.weights().data(), n, in), dU, false);
+      }
+      D_below->rightCols(B).setZero();
+      layers_[std::size_t(l - 1)].scan_backward(D_below->data(), O_below.data(), T, B, true);
+      std::swap(D, D_below);
+    } else if (encoder_.constant_in_time()) {
+      // s_t = x for every t: dW_1 = (sum_t du_t) x^T.
+      Matrix<S> du_sum = Matrix<S>::Zero(n, B);
+      for (Index t = 0; t < T; ++t) du_sum += D->middleCols(t * B, B);
+      dW.noalias() = du_sum * Xb.transpose();
+    } else {
+      const Index chunk = input_chunk_steps(B);
+      ws_.encoded.resize(in, chunk * B);
+      for (Index t0 = 0; t0 < T; t0 += chunk) {
+        const Index steps = std::min(chunk, T - t0);
+        encoder_.encode(Xb, ids, key, t0, steps, ws_.encoded);
+        detail::gemm_nt_acc<S>(dW_map, detail::cmap(D->data() + t0 * B * n, n, steps * B),
+                               detail::cmap(ws_.encoded.data(), in, steps * B));
+      }
+    }
+  }
+}
+
+template <TaskType Task, FloatingScalar S>
+double SpikingNetwork<Task, S>::train_batch(const Matrix<S>& Xb, const Matrix<S>& Yb,
+                                            const std::uint32_t* ids, std::uint32_t stream) {
+  const DrawKey key{options_.seed, stream};
+  const Matrix<S> R = forward_train(Xb, ids, key);
+  Matrix<S> G;
+  const double loss = Task::loss(R, Yb, &G);
+  backward_batch(Xb, ids, key, G);
+  return loss;
+}
+
+template <TaskType Task, FloatingScalar S>
+template <class DX>
+void SpikingNetwork<Task, S>::check_features(const Eigen::MatrixBase<DX>& X, std::string_view where) const {
+  if (X.rows() < 1) detail::raise<ShapeError>(where, ": X has no rows (empty batch)");
+  if (X.cols() != inputs())
+    detail::raise<ShapeError>(where, ": X must have ", inputs(), " columns (features), found ", X.cols());
+  detail::require_finite(X, where, "X");
+}
+
+template <TaskType Task, FloatingScalar S>
+template <class DX, class DY>
+Matrix<S> SpikingNetwork<Task, S>::check_and_encode(const Eigen::MatrixBase<DX>& X,
+                                                    const Eigen::MatrixBase<DY>& y,
+                                                    std::string_view where) const {
+  check_features(X, where);
+  const Index rows = (y.cols() == 1 || (y.rows() == 1 && X.rows() != 1)) ? y.size() : y.rows();
+  if (rows != X.rows())
+    detail::raise<ShapeError>(where, ": X has ", X.rows(), " rows but y has ", rows);
+  return Task::template encode_targets<S>(y, outputs());
+}
+
+template <TaskType Task, FloatingScalar S>
+template <class DX, class DY>
+double SpikingNetwork<Task, S>::compute_gradients(const Eigen::MatrixBase<DX>& X,
+                                                  const Eigen::MatrixBase<DY>& y) {
+  const Matrix<S> Y = check_and_encode(X, y, "compute_gradients");
+  const Matrix<S> Xb = X.transpose().template cast<S>();
+  std::vector<std::uint32_t> ids(static_cast<std::size_t>(X.rows()));
+  std::iota(ids.begin(), ids.end(), 0u);
+  return train_batch(Xb, Y, ids.data(), next_stream());
+}
+
+template <TaskType Task, FloatingScalar S>
+template <class DX, class DY, class Optimizer>
+double SpikingNetwork<Task, S>::train_step(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y,
+                                           Optimizer& opt) {
+  static_assert(OptimizerFor<Optimizer, S>, "train_step: the optimiser needs step(span<const Parameter>)");
+  const double loss = compute_gradients(X, y);
+  const auto params = parameters();
+  detail::guarded_step<S>(std::span<const Parameter<S>>(params), opt, loss, "train_step");
+  return loss;
+}
+
+template <TaskType Task, FloatingScalar S>
+template <class DX, class DY, class Optimizer>
+History SpikingNetwork<Task, S>::fit(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y,
+                                     Optimizer& opt, const FitOptions& fo) {
+  static_assert(OptimizerFor<Optimizer, S>, "fit: the optimiser needs step(span<const Parameter>)");
+  const Matrix<S> Y = check_and_encode(X, y, "fit");
+  return detail::fit_loop(*this, X, Y, opt, fo, fo.seed ? *fo.seed : options_.seed);
+}
+
+template <TaskType Task, FloatingScalar S>
+template <class DX>
+Matrix<S> SpikingNetwork<Task, S>::readout_rows(const Eigen::MatrixBase<DX>& X) const {
+  check_features(X, "predict");
+  const Index n = X.rows();
+  const Index batch = 256;
+  Matrix<S> R(outputs(), n);
+  std::vector<std::uint32_t> ids;
+  for (Index begin = 0; begin < n; begin += batch) {
+    const Index count = std::min(batch, n - begin);
+    const Matrix<S> Xb = X.middleRows(begin, count).transpose().template cast<S>();
+    ids.resize(std::size_t(count));
+    std::iota(ids.begin(), ids.end(), std::uint32_t(begin));
+    R.middleCols(begin, count) = forward_batch(Xb, ids.data(), DrawKey{options_.seed, predict_stream});
+  }
+  return R;
+}
+
+template <TaskType Task, FloatingScalar S>
+template <class DX>
+Matrix<S> SpikingNetwork<Task, S>::decision_function(const Eigen::MatrixBase<DX>& X) const {
+  return readout_rows(X).transpose();
+}
+
+template <TaskType Task, FloatingScalar S>
+template <class DX>
+auto SpikingNetwork<Task, S>::predict(const Eigen::MatrixBase<DX>& X) const {
+  if constexpr (Task::is_classifier) return Task::labels(readout_rows(X));
+  else return Matrix<S>(readout_rows(X).transpose());
+}
+
+template <TaskType Task, FloatingScalar S>
+template <class DX>
+Matrix<S> SpikingNetwork<Task, S>::predict_proba(const Eigen::MatrixBase<DX>& X) const
+  requires(Task::is_classifier)
+{
+  return Task::probabilities(readout_rows(X));
+}
+
+template <TaskType Task, FloatingScalar S>
+template <class DX, class DY>
+double SpikingNetwork<Task, S>::evaluate(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y) const {
+  const Matrix<S> Y = check_and_encode(X, y, "evaluate");
+  return Task::loss(readout_rows(X), Y, static_cast<Matrix<S>*>(nullptr));
+}
+
+template <TaskType Task, FloatingScalar S>
+template <class DX, class DY>
+double SpikingNetwork<Task, S>::score(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y) const {
+  const Matrix<S> Y = check_and_encode(X, y, "score");
+  const Matrix<S> R = readout_rows(X);
+  if constexpr (Task::is_classifier) {
+    const Labels l = Task::labels(R);
+    Index correct = 0;
+    for (Index i = 0; i < l.size(); ++i) correct += (l(i) == Index(Y(0, i)));
+    return double(correct) / double(l.size());
+  } else {
+    // R² averaged uniformly over outputs (scikit-learn's default).
+    double r2 = 0;
+    for (Index k = 0; k < Y.rows(); ++k) {
+      const double mean = Y.row(k).template cast<double>().mean();
+      const double ss_tot = (Y.row(k).template cast<double>().array() - mean).square().sum();
+      const double ss_res = (Y.row(k).template cast<double>() - R.row(k).template cast<double>()).squaredNorm();
+      r2 += ss_tot > 0 ? 1.0 - ss_res / ss_tot : (ss_res == 0 ? 1.0 : 0.0);
+    }
+    return r2 / double(Y.rows());
+  }
+}
+
+}  // namespace nmsnn

@@ -1,0 +1,17 @@
+// nmsnn — neuromorphic predictive models: spiking neural networks for binary and multiclass
+// classification and regression, trained with hand-written backprop through time.
+// The umbrella header: include this one.
+#pragma once
+
+#include "nmsnn/core/config.hpp"
+#include "nmsnn/core/errors.hpp"
+#include "nmsnn/core/random.hpp"
+#include "nmsnn/encoders/input_encoder.hpp"
+#include "nmsnn/layers/spiking_layer.hpp"
+#include "nmsnn/readout/output_reducer.hpp"
+#include "nmsnn/tasks/tasks.hpp"
+#include "nmsnn/optim/optimizers.hpp"
+#include "nmsnn/train/fit_options.hpp"
+#include "nmsnn/train/trainer.hpp"
+#include "nmsnn/network/spiking_network.hpp"
+#include "nmsnn/data/csv.hpp"

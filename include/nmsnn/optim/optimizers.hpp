@@ -1,0 +1,206 @@
+// nmsnn/optim/optimizers.hpp — SGD (momentum, weight decay) and Adam with PyTorch's update
+// rules (MODEL.md "Initialisation and optimisers"). Optimisers see parameters and gradients
+// only; their state (velocity, moments) is created on first use to match the parameters, so
+// one optimiser type serves every network of the library.
+#pragma once
+
+#include <cmath>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "nmsnn/core/config.hpp"
+#include "nmsnn/core/errors.hpp"
+
+namespace nmsnn {
+
+/// A trainable tensor seen flat: its values and the gradient of the loss.
+template <FloatingScalar Scalar>
+struct Parameter {
+  Scalar* value;
+  const Scalar* gradient;
+  Index size;
+};
+
+namespace detail {
+
+/// Per-parameter optimiser state for float and double networks.
+class SlotStore {
+ public:
+  template <class Scalar>
+  std::vector<Eigen::Array<Scalar, Eigen::Dynamic, 1>>& slots(std::span<const Parameter<Scalar>> params,
+                                                            int per_param, std::string_view who) {
+    auto& s = store<Scalar>();
+    const std::size_t needed = params.size() * std::size_t(per_param);
+    if (s.empty()) {
+      for (const auto& p : params)
+        for (int k = 0; k < per_param; ++k) s.emplace_back(Eigen::Array<Scalar, Eigen::Dynamic, 1>::Zero(p.size));
+    }
+    bool same = s.size() == needed;
+    for (std::size_t i = 0; same && i < params.size(); ++i)
+      same = s[i * per_param].size() == params[i].size;
+    if (!same)
+      raise<ValueError>(who, ": the parameters differ from those of earlier steps (another model?); "
+                             "call reset() before using this optimiser for a new model");
+    return s;
+  }
+  void clear() {
+    f_.clear();
+    d_.clear();
+  }
+
+ private:
+  template <class Scalar>
+  auto& store() {
+    if constexpr (std::is_same_v<Scalar, float>) return f_;
+    else return d_;
+  }
+  std::vector<Eigen::ArrayXf> f_;
+  std::vector<Eigen::ArrayXd> d_;
+};
+
+inline void check_hyper(double v, bool positive, std::string_view who, std::string_view what) {
+  if (!std::isfinite(v) || v < 0 || (positive && v == 0))
+    raise<ValueError>(who, ": ", what, " must be a finite number ", positive ? "> 0" : ">= 0",
+                      ", found ", v);
+}
+
+}  // namespace detail
+
+struct SgdOptions {
+  double learning_rate = 1e-3;
+  double momentum = 0.0;
+  double weight_decay = 0.0;
+  bool nesterov = false;
+};
+
+/// PyTorch's SGD: d = g + wd p; buf = d on the first step, then buf = μ buf + d; p -= lr buf
+/// (or p -= lr (d + μ buf) with Nesterov).
+class Sgd {
+ public:
+  explicit Sgd(SgdOptions o = {}) : options_(o) { validate(); }
+
+  SgdOptions& options() { return options_; }
+  const SgdOptions& options() const { return options_; }
+  double learning_rate() const { return options_.learning_rate; }
+  void set_learning_rate(double lr) {
+    options_.learning_rate = lr;
+    validate();
+  }
+  long long steps() const { return steps_; }
+  void reset() {
+    state_.clear();
+    steps_ = 0;
+  }
+
+  template <FloatingScalar Scalar>
+  void step(std::span<const Parameter<Scalar>> params) {
+    validate();
+    const Scalar lr = Scalar(options_.learning_rate), mu = Scalar(options_.momentum),
+                 wd = Scalar(options_.weight_decay);
+    auto* slots = options_.momentum != 0 ? &state_.slots(params, 1, "Sgd") : nullptr;
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>> p(params[i].value, params[i].size);
+      Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>> g(params[i].gradient, params[i].size);
+      Eigen::Array<Scalar, Eigen::Dynamic, 1> d = g;
+      if (options_.weight_decay != 0) d += wd * p;
+      if (slots) {
+        auto& buf = (*slots)[i];
+        if (steps_ == 0) buf = d;
+        else buf = mu * buf + d;
+        if (options_.nesterov) d += mu * buf;
+        else d = buf;
+      }
+      p -= lr * d;
+    }
+    ++steps_;
+  }
+
+ private:
+  void validate() const {
+    detail::check_hyper(options_.learning_rate, false, "Sgd", "learning_rate");
+    detail::check_hyper(options_.momentum, false, "Sgd", "momentum");
+    detail::check_hyper(options_.weight_decay, false, "Sgd", "weight_decay");
+  }
+  SgdOptions options_;
+  detail::SlotStore state_;
+  long long steps_ = 0;
+};
+
+struct AdamOptions {
+  double learning_rate = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double epsilon = 1e-8;
+  double weight_decay = 0.0;
+};
+
+/// PyTorch's Adam: g += wd p; m = β1 m + (1-β1) g; v = β2 v + (1-β2) g²;
+/// p -= (lr / (1-β1^t)) m / (sqrt(v) / sqrt(1-β2^t) + ε).
+class Adam {
+ public:
+  explicit Adam(AdamOptions o = {}) : options_(o) { validate(); }
+
+  AdamOptions& options() { return options_; }
+  const AdamOptions& options() const { return options_; }
+  double learning_rate() const { return options_.learning_rate; }
+  void set_learning_rate(double lr) {
+    options_.learning_rate = lr;
+    validate();
+  }
+  long long steps() const { return steps_; }
+  void reset() {
+    state_.clear();
+    steps_ = 0;
+  }
+
+  template <FloatingScalar Scalar>
+  void step(std::span<const Parameter<Scalar>> params) {
+    validate();
+    auto& slots = state_.slots(params, 2, "Adam");
+    ++steps_;
+    const double bc1 = 1.0 - std::pow(options_.beta1, double(steps_));
+    const double bc2 = 1.0 - std::pow(options_.beta2, double(steps_));
+    const Scalar b1 = Scalar(options_.beta1), b2 = Scalar(options_.beta2);
+    const Scalar step_size = Scalar(options_.learning_rate / bc1);
+    const Scalar bc2_sqrt = Scalar(std::sqrt(bc2));
+    const Scalar eps = Scalar(options_.epsilon), wd = Scalar(options_.weight_decay);
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>> p(params[i].value, params[i].size);
+      Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>> g0(params[i].gradient, params[i].size);
+      auto& m = slots[2 * i];
+      auto& v = slots[2 * i + 1];
+      if (options_.weight_decay != 0) {
+        const Eigen::Array<Scalar, Eigen::Dynamic, 1> g = g0 + wd * p;
+        m = b1 * m + (Scalar(1) - b1) * g;
+        v = b2 * v + (Scalar(1) - b2) * g * g;
+      } else {
+        m = b1 * m + (Scalar(1) - b1) * g0;
+        v = b2 * v + (Scalar(1) - b2) * g0 * g0;
+      }
+      p -= step_size * (m / (v.sqrt() / bc2_sqrt + eps));
+    }
+  }
+
+ private:
+  void validate() const {
+    detail::check_hyper(options_.learning_rate, false, "Adam", "learning_rate");
+    detail::check_hyper(options_.epsilon, true, "Adam", "epsilon");
+    detail::check_hyper(options_.weight_decay, false, "Adam", "weight_decay");
+    if (!(options_.beta1 >= 0 && options_.beta1 < 1) || !(options_.beta2 >= 0 && options_.beta2 < 1))
+      detail::raise<ValueError>("Adam: betas must be in [0, 1), found ", options_.beta1, ", ",
+                                options_.beta2);
+  }
+  AdamOptions options_;
+  detail::SlotStore state_;
+  long long steps_ = 0;
+};
+
+template <class O, class Scalar>
+concept OptimizerFor = requires(O o, std::span<const Parameter<Scalar>> p) {
+  o.step(p);
+  { o.learning_rate() } -> std::convertible_to<double>;
+  o.set_learning_rate(1.0);
+};
+
+}  // namespace nmsnn

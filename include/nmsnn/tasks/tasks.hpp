@@ -1,0 +1,225 @@
+// nmsnn/tasks/tasks.hpp — the heads (MODEL.md "Heads"). A Task brings its loss, its
+// predictions and its output width, and turns the user's targets into the engine's
+// internal layout (one column per sample).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <string_view>
+#include <vector>
+
+#include "nmsnn/core/config.hpp"
+#include "nmsnn/core/errors.hpp"
+#include "nmsnn/readout/output_reducer.hpp"
+
+namespace nmsnn {
+
+namespace detail {
+
+template <class Derived>
+void require_finite(const Eigen::DenseBase<Derived>& m, std::string_view where, std::string_view what) {
+  for (Index j = 0; j < m.cols(); ++j)
+    for (Index i = 0; i < m.rows(); ++i)
+      if (!std::isfinite(double(m(i, j))))
+        raise<ValueError>(where, ": ", what, " must be finite, found ", double(m(i, j)),
+                          " at row ", i, ", column ", j);
+}
+
+/// Integer class labels from any numeric vector; each must be an integer in 0..K-1.
+template <class Derived>
+Labels to_class_labels(const Eigen::MatrixBase<Derived>& y, Index classes, std::string_view where) {
+  if (y.cols() != 1 && y.rows() != 1)
+    raise<ShapeError>(where, ": labels must be a vector, found ", y.rows(), "x", y.cols());
+  Labels out(y.size());
+  for (Index i = 0; i < y.size(); ++i) {
+    const double v = double(y.reshaped()(i));
+    if (!std::isfinite(v) || v != std::floor(v) || v < 0 || v >= double(classes))
+      raise<ValueError>(where, ": label at row ", i, " must be an integer in 0..", classes - 1,
+                        ", found ", v);
+    out(i) = int(v);
+  }
+  return out;
+}
+
+}  // namespace detail
+
+/// Two classes, one output z. Loss: binary cross-entropy with logits, mean over the batch.
+struct BinaryClassification {
+  static constexpr std::string_view name = "binary";
+  static constexpr bool is_classifier = true;
+  static constexpr Index default_hidden = 64;
+  static constexpr Readout default_readout = Readout::sum;
+  static constexpr Index default_time_steps = 500;
+  static Index default_outputs() { return 1; }
+  static Index classes(Index /*outputs*/) { return 2; }
+  static void check_outputs(Index outputs) {
+    if (outputs != 1)
+      detail::raise<ValueError>("BinaryClassification has 1 output, found outputs = ", outputs);
+  }
+
+  /// Targets -> 1 x n matrix of 0/1.
+  template <class Scalar, class Derived>
+  static Matrix<Scalar> encode_targets(const Eigen::MatrixBase<Derived>& y, Index /*outputs*/) {
+    const Labels l = detail::to_class_labels(y, 2, "binary classification");
+    return l.cast<Scalar>().transpose();
+  }
+
+  /// Mean loss over the batch; writes dL/dz into G (1 x B) when given.
+  template <class Scalar>
+  static double loss(const Matrix<Scalar>& Z, const Matrix<Scalar>& Y, Matrix<Scalar>* G) {
+    const Index B = Z.cols();
+    double total = 0;
+    if (G) G->resize(1, B);
+    for (Index b = 0; b < B; ++b) {
+      const double z = double(Z(0, b)), y = double(Y(0, b));
+      total += std::max(z, 0.0) - z * y + std::log1p(std::exp(-std::abs(z)));
+      if (G) {
+        const double p = z >= 0 ? 1.0 / (1.0 + std::exp(-z)) : std::exp(z) / (1.0 + std::exp(z));
+        (*G)(0, b) = Scalar((p - y) / double(B));
+      }
+    }
+    return total / double(B);
+  }
+
+  /// Probabilities n x 2 (columns: class 0, class 1), as scikit-learn's predict_proba.
+  template <class Scalar>
+  static Matrix<Scalar> probabilities(const Matrix<Scalar>& Z) {
+    Matrix<Scalar> P(Z.cols(), 2);
+    for (Index b = 0; b < Z.cols(); ++b) {
+      const double z = double(Z(0, b));
+      const double p = z >= 0 ? 1.0 / (1.0 + std::exp(-z)) : std::exp(z) / (1.0 + std::exp(z));
+      P(b, 0) = Scalar(1.0 - p);
+      P(b, 1) = Scalar(p);
+    }
+    return P;
+  }
+  template <class Scalar>
+  static Labels labels(const Matrix<Scalar>& Z) {
+    Labels l(Z.cols());
+    for (Index b = 0; b < Z.cols(); ++b) l(b) = Z(0, b) > 0 ? 1 : 0;
+    return l;
+  }
+};
+
+/// K classes, K outputs. Loss: cross-entropy of log-softmax, mean over the batch.
+struct MulticlassClassification {
+  static constexpr std::string_view name = "multiclass";
+  static constexpr bool is_classifier = true;
+  static constexpr Index default_hidden = 100;
+  static constexpr Readout default_readout = Readout::mean;
+  static constexpr Index default_time_steps = 64;
+  static Index default_outputs() {
+    detail::raise<ValueError>("MulticlassClassification: set outputs to the number of classes (>= 2)");
+  }
+  static Index classes(Index outputs) { return outputs; }
+  static void check_outputs(Index outputs) {
+    if (outputs < 2)
+      detail::raise<ValueError>("MulticlassClassification needs outputs = number of classes >= 2, found ",
+                                outputs);
+  }
+
+  template <class Scalar, class Derived>
+  static Matrix<Scalar> encode_targets(const Eigen::MatrixBase<Derived>& y, Index outputs) {
+    const Labels l = detail::to_class_labels(y, outputs, "multiclass classification");
+    return l.cast<Scalar>().transpose();
+  }
+
+  template <class Scalar>
+  static double loss(const Matrix<Scalar>& Z, const Matrix<Scalar>& Y, Matrix<Scalar>* G) {
+    const Index K = Z.rows(), B = Z.cols();
+    double total = 0;
+    if (G) G->resize(K, B);
+    for (Index b = 0; b < B; ++b) {
+      double zmax = double(Z(0, b));
+      for (Index k = 1; k < K; ++k) zmax = std::max(zmax, double(Z(k, b)));
+      double sum = 0;
+      for (Index k = 0; k < K; ++k) sum += std::exp(double(Z(k, b)) - zmax);
+      const double log_sum = zmax + std::log(sum);
+      const Index y = Index(Y(0, b));
+      total += log_sum - double(Z(y, b));
+      if (G)
+        for (Index k = 0; k < K; ++k)
+          (*G)(k, b) = Scalar((std::exp(double(Z(k, b)) - log_sum) - (k == y ? 1.0 : 0.0)) / double(B));
+    }
+    return total / double(B);
+  }
+
+  /// Softmax probabilities, n x K.
+  template <class Scalar>
+  static Matrix<Scalar> probabilities(const Matrix<Scalar>& Z) {
+    const Index K = Z.rows();
+    Matrix<Scalar> P(Z.cols(), K);
+    for (Index b = 0; b < Z.cols(); ++b) {
+      const double zmax = double(Z.col(b).maxCoeff());
+      double sum = 0;
+      for (Index k = 0; k < K; ++k) sum += std::exp(double(Z(k, b)) - zmax);
+      for (Index k = 0; k < K; ++k) P(b, k) = Scalar(std::exp(double(Z(k, b)) - zmax) / sum);
+    }
+    return P;
+  }
+  template <class Scalar>
+  static Labels labels(const Matrix<Scalar>& Z) {
+    Labels l(Z.cols());
+    for (Index b = 0; b < Z.cols(); ++b) {
+      Index k;
+      Z.col(b).maxCoeff(&k);
+      l(b) = int(k);
+    }
+    return l;
+  }
+};
+
+/// k real-valued outputs. Loss: mean squared error over batch and outputs. (Unlike pynmsnn's
+/// "spiking regressor", which runs a plain MLP, the regressor here is spiking for real.)
+struct Regression {
+  static constexpr std::string_view name = "regression";
+  static constexpr bool is_classifier = false;
+  static constexpr Index default_hidden = 100;
+  static constexpr Readout default_readout = Readout::mean;
+  static constexpr Index default_time_steps = 64;
+  static Index default_outputs() { return 1; }
+  static Index classes(Index /*outputs*/) { return 0; }
+  static void check_outputs(Index outputs) {
+    if (outputs < 1) detail::raise<ValueError>("Regression needs outputs >= 1, found ", outputs);
+  }
+
+  /// Targets (n x k, or a vector of n when k = 1) -> k x n.
+  template <class Scalar, class Derived>
+  static Matrix<Scalar> encode_targets(const Eigen::MatrixBase<Derived>& y, Index outputs) {
+    Matrix<Scalar> Y;
+    if (outputs == 1 && (y.cols() == 1 || y.rows() == 1))
+      Y = y.reshaped().transpose().template cast<Scalar>();
+    else if (y.cols() == outputs)
+      Y = y.transpose().template cast<Scalar>();
+    else
+      detail::raise<ShapeError>("regression: targets must have ", outputs, " column(s), found ",
+                                y.rows(), "x", y.cols());
+    detail::require_finite(Y.transpose(), "regression", "targets");
+    return Y;
+  }
+
+  template <class Scalar>
+  static double loss(const Matrix<Scalar>& Z, const Matrix<Scalar>& Y, Matrix<Scalar>* G) {
+    const double n = double(Z.size());
+    double total = 0;
+    if (G) G->resize(Z.rows(), Z.cols());
+    for (Index b = 0; b < Z.cols(); ++b)
+      for (Index k = 0; k < Z.rows(); ++k) {
+        const double d = double(Z(k, b)) - double(Y(k, b));
+        total += d * d;
+        if (G) (*G)(k, b) = Scalar(2.0 * d / n);
+      }
+    return total / n;
+  }
+};
+
+template <class T>
+concept TaskType = requires {
+  { T::name } -> std::convertible_to<std::string_view>;
+  { T::is_classifier } -> std::convertible_to<bool>;
+  { T::default_hidden } -> std::convertible_to<Index>;
+  { T::default_readout } -> std::convertible_to<Readout>;
+  { T::default_time_steps } -> std::convertible_to<Index>;
+};
+
+}  // namespace nmsnn
