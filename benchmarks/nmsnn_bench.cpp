@@ -5,8 +5,10 @@
 //
 // WORKLOAD: binary, binary_noisy, iris, mnist, regression. Prints one JSON line:
 // workload, threads, batch, T, sec_per_batch (median of K timed steps after one warm-up),
-// sample_steps_per_s, peak_rss_mib, and gflops (achieved), density (fraction of hidden
-// outputs > 0), generator_share (fraction of a step spent drawing input masks).
+// sample_steps_per_s, peak_rss_mib, and gflops (arithmetic actually performed per second),
+// dense_equivalent_gflops (the dense model's arithmetic per second), input_density and
+// sparse_input_path, density (fraction of hidden outputs > 0, i.e. spikes), generator_share
+// (time spent drawing input masks, as a fraction of a step).
 #include <nmsnn/nmsnn.hpp>
 
 #include <sys/resource.h>
@@ -77,36 +79,58 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
   std::sort(times.begin(), times.end());
   const double med = times[times.size() / 2];
 
-  // Share of a step spent drawing masks: encode all T steps twice (forward and backward).
+  // Share of a step spent drawing masks: every mask the step draws, twice (forward and
+  // backward, unless reused), on the path the engine takes (all features, or each sample's non-zeros).
+  const bool sparse = net.use_sparse_input(Xb);
+  double nnz = double((Xb.array() != 0.0f).count());
   double gen = 0;
-  if (!net.encoder().constant_in_time()) {
-    const Eigen::Index chunk = net.input_chunk_steps(w.batch);
-    nmsnn::Matrix<float> S(w.inputs, chunk * w.batch);
+  {
     const double t0 = now();
-    for (int pass = 0; pass < 2; ++pass)
-      for (Eigen::Index s0 = 0; s0 < w.T; s0 += chunk)
-        net.encoder().encode(Xb, ids.data(), {0, 7}, s0, std::min(chunk, w.T - s0), S);
+    // Backward reuses the forward's draws when all T steps fit in one chunk (dense path).
+    const int passes = !sparse && net.input_chunk_steps(w.batch) >= w.T ? 1 : 2;
+    for (int pass = 0; pass < passes; ++pass) {
+      if (sparse) {
+        nmsnn::detail::SparseColumn<float> col;
+        nmsnn::Matrix<float> Sc;
+        for (Eigen::Index b = 0; b < w.batch; ++b) {
+          nmsnn::detail::nonzeros(Xb.data() + b * w.inputs, w.inputs, col);
+          const auto k = Eigen::Index(col.features.size());
+          const auto chunk = nmsnn::detail::sparse_chunk_steps(k, w.T);
+          for (Eigen::Index s0 = 0; s0 < w.T; s0 += chunk) {
+            const auto steps = std::min(chunk, w.T - s0);
+            Sc.resize(k, steps);
+            net.encoder().encode_sample(col.values.data(), col.features.data(), k, ids[std::size_t(b)],
+                                        {0, 7}, s0, steps, Sc.data(), k);
+          }
+        }
+      } else {
+        const Eigen::Index chunk = net.input_chunk_steps(w.batch);
+        nmsnn::Matrix<float> S(w.inputs, chunk * w.batch);
+        for (Eigen::Index s0 = 0; s0 < w.T; s0 += chunk)
+          net.encoder().encode(Xb, ids.data(), {0, 7}, s0, std::min(chunk, w.T - s0), S);
+      }
+    }
     gen = (now() - t0) / med;
   }
-  // Density of the hidden layer's outputs on one forward pass.
-  double density = 0;
-  {
-    Net probe = net;
-    probe.forward_train(Xb, ids.data(), {0, 9});
-    density = probe.activity(0);
-  }
-  // Multiply-adds of one step: layer 1 forward and dW (2 x H F T B), layer 2 forward, dW and
-  // input gradient (3 x K H (T-1) B).
-  const double flops = 2.0 * (2.0 * double(w.hidden * w.inputs * w.T * w.batch) +
-                              3.0 * double(w.outputs * w.hidden * (w.T - 1) * w.batch));
+  // Density of the hidden layer's outputs (spikes) on one forward pass.
+  net.forward_train(Xb, ids.data(), {0, 9});
+  const double density = net.activity(0);
+  // Multiply-adds of one step: layer 1 forward and dW (2 x H x nnz x T; nnz = F B on the
+  // dense path), layer 2 forward, dW and input gradient (3 x K H (T-1) B).
+  const double layer1 = 2.0 * double(w.hidden) * (sparse ? nnz : double(w.inputs * w.batch)) * double(w.T);
+  const double layer1_dense = 2.0 * double(w.hidden * w.inputs * w.T * w.batch);
+  const double rest = 3.0 * double(w.outputs * w.hidden * (w.T - 1) * w.batch);
+  const double flops = 2.0 * (layer1 + rest), dense_flops = 2.0 * (layer1_dense + rest);
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   std::printf(
       "{\"workload\": \"%s\", \"device\": \"cpu\", \"threads\": %d, \"batch\": %ld, \"T\": %ld, "
       "\"sec_per_batch\": %.5f, \"sample_steps_per_s\": %.1f, \"peak_rss_mib\": %.1f, "
-      "\"gflops\": %.2f, \"density\": %.4f, \"generator_share\": %.3f}\n",
+      "\"gflops\": %.2f, \"dense_equivalent_gflops\": %.2f, \"input_density\": %.4f, "
+      "\"sparse_input_path\": %s, \"density\": %.4f, \"generator_share\": %.3f}\n",
       name.c_str(), threads, long(w.batch), long(w.T), med, double(w.batch * w.T) / med,
-      double(ru.ru_maxrss) / 1024.0, flops / med * 1e-9, density, gen);
+      double(ru.ru_maxrss) / 1024.0, flops / med * 1e-9, dense_flops / med * 1e-9,
+      nnz / double(Xb.size()), sparse ? "true" : "false", density, gen);
   return 0;
 }
 

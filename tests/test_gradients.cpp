@@ -152,3 +152,62 @@ TEST_CASE("engine forward equals the naive transcription with the rate encoder's
     CHECK((r.transpose() - R.row(i)).cwiseAbs().maxCoeff() < 1e-12);
   }
 }
+
+TEST_CASE("rate-encoder gradients equal finite differences on the dense and the sparse input path") {
+  // L = sum(readout * G) with the masks of one fixed key: forward_train/backward_batch give the
+  // gradient, forward_batch with the same key evaluates L at perturbed weights.
+  for (double zero_fraction : {0.0, 0.75}) {
+    using Net = SpikingNetwork<MulticlassClassification, double>;
+    double worst = 1;
+    for (std::uint64_t seed = 1; seed < 400 && worst > 1e-6; ++seed) {
+      Net net({.inputs = 12, .outputs = 3, .hidden = {9, 7}, .time_steps = 10, .begin_eval = 1, .seed = seed});
+      for (Index l = 0; l < net.num_layers(); ++l) net.layer(l).set_weights(net.layer(l).weights() * 3.0);
+      CounterRng rng(seed, RandomDomain::split, 3);
+      Matrix<double> Xb(12, 4);  // engine layout: features x samples
+      for (Index i = 0; i < Xb.size(); ++i) Xb.data()[i] = rng.uniform() < zero_fraction ? 0.0 : 4.0 * rng.normal();
+      REQUIRE(net.use_sparse_input(Xb) == (zero_fraction > 0.5));
+      Matrix<double> G(3, 4);
+      for (Index i = 0; i < G.size(); ++i) G.data()[i] = rng.normal();
+      std::uint32_t ids[4] = {3, 1, 4, 1};
+      const DrawKey key{seed, 17};
+      // Kink margin from the naive implementation with the same masks.
+      const auto naive = test::naive_layers(net);
+      double margin = std::numeric_limits<double>::infinity();
+      const Matrix<double> R = net.forward_train(Xb, ids, key);
+      for (Index b = 0; b < 4; ++b) {
+        std::vector<Eigen::VectorXd> masks;
+        for (int t = 0; t < 10; ++t) {
+          Eigen::VectorXd m(12);
+          for (Index f = 0; f < 12; ++f) m(f) = InputEncoder<double>::draw(key, ids[b], std::uint32_t(t), f);
+          masks.push_back(m);
+        }
+        const Eigen::VectorXd r = test::naive_readout(naive, Xb.col(b), 10, 1, true, &masks, &margin);
+        REQUIRE((r - R.col(b)).cwiseAbs().maxCoeff() < 1e-11);
+      }
+      if (margin < 0.05) continue;
+      net.backward_batch(Xb, ids, key, G);
+      if (net.layer(0).weight_gradient().cwiseAbs().maxCoeff() < 1e-4) continue;
+      const double h = 1e-5;
+      auto loss = [&] { return (net.forward_batch(Xb, ids, key).array() * G.array()).sum(); };
+      worst = 0;
+      for (Index l = 0; l < net.num_layers(); ++l) {
+        const Eigen::MatrixXd W = net.layer(l).weights();
+        Eigen::MatrixXd numeric(W.rows(), W.cols());
+        for (Index i = 0; i < W.size(); ++i) {
+          Eigen::MatrixXd Wp = W;
+          Wp.reshaped()(i) += h;
+          net.layer(l).set_weights(Wp);
+          const double lp = loss();
+          Wp.reshaped()(i) -= 2 * h;
+          net.layer(l).set_weights(Wp);
+          numeric.reshaped()(i) = (lp - loss()) / (2 * h);
+        }
+        net.layer(l).set_weights(W);
+        worst = std::max(worst, test::max_rel_error(net.layer(l).weight_gradient(), numeric, 1e-3));
+      }
+      std::cout << "rate encoder, zero fraction " << zero_fraction << ": seed " << seed << ", margin " << margin
+                << ", worst rel. error " << worst << "\n";
+    }
+    CHECK(worst <= 1e-6);
+  }
+}

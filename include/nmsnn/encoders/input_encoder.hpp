@@ -49,12 +49,56 @@ class InputEncoder {
   /// Direct encoding gives the same s_t at every step; the engine exploits it.
   bool constant_in_time() const { return kind_ == Encoding::direct; }
 
-  /// Uniform draw r(sample, step, feature) in [0, 1).
+  /// Uniform draw r(sample, step, feature) in [0, 1): lane (step mod 4) of
+  /// Philox(seed; {step / 4, feature, sample, stream}). One generator call serves four
+  /// consecutive steps of one feature, so a sample's non-zero features can be drawn alone.
   static float draw(const DrawKey& key, std::uint32_t sample, std::uint32_t step, Index feature) {
-    const auto r = Philox4x32::generate(
-        {std::uint32_t(feature >> 2), step, sample, key.stream},
-        make_key(key.seed, RandomDomain::input_mask));
-    return uniform01_24(r[feature & 3]);
+    const auto r = Philox4x32::generate({step >> 2, std::uint32_t(feature), sample, key.stream},
+                                        make_key(key.seed, RandomDomain::input_mask));
+    return uniform01_24(r[step & 3]);
+  }
+
+  /// Encodes one sample for steps t0 .. t0+steps-1: out[i + (t - t0) * ld] = s_t[feature i],
+  /// for i < nf, where feature i is features[i] (or i when features is null) with value xs[i].
+  void encode_sample(const Scalar* xs, const std::uint32_t* features, Index nf, std::uint32_t sample,
+                     const DrawKey& key, Index t0, Index steps, Scalar* out, Index ld) const {
+    if (kind_ == Encoding::direct) {
+      for (Index t = 0; t < steps; ++t) std::copy(xs, xs + nf, out + t * ld);
+      return;
+    }
+    constexpr int N = 8;
+    const auto pkey = make_key(key.seed, RandomDomain::input_mask);
+    const Index t1 = t0 + steps;
+    for (Index i0 = 0; i0 < nf; i0 += N) {
+      const int m = int(std::min<Index>(N, nf - i0));
+      Scalar x[N] = {};
+      std::uint32_t f[N] = {};
+      for (int j = 0; j < m; ++j) {
+        x[j] = xs[i0 + j];
+        f[j] = features ? features[i0 + j] : std::uint32_t(i0 + j);
+      }
+      for (Index tb = t0 >> 2; (tb << 2) < t1; ++tb) {
+        std::uint32_t c[4][N];
+        for (int j = 0; j < N; ++j) {
+          c[0][j] = std::uint32_t(tb);
+          c[1][j] = f[j];
+          c[2][j] = sample;
+          c[3][j] = key.stream;
+        }
+        philox_lanes<N>(c, pkey);
+        for (int s = 0; s < 4; ++s) {
+          const Index t = (tb << 2) + s;
+          if (t < t0 || t >= t1) continue;
+          Scalar* o = out + i0 + (t - t0) * ld;
+          if (kind_ == Encoding::rate) {
+            for (int j = 0; j < m; ++j) o[j] = Scalar(uniform01_24(c[s][j])) * x[j];
+          } else {
+            for (int j = 0; j < m; ++j)
+              o[j] = Scalar(uniform01_24(c[s][j])) < std::clamp(x[j], Scalar(0), Scalar(1)) ? Scalar(1) : Scalar(0);
+          }
+        }
+      }
+    }
   }
 
   /// Writes s_t for t = t0 .. t0+steps-1 into S (F x steps*B; column (t-t0)*B + b).
@@ -64,34 +108,11 @@ class InputEncoder {
               Index steps, SType& S) const {
     const Index F = x.rows(), B = x.cols();
     NMSNN_ASSERT(S.rows() == F && S.cols() >= steps * B);
-    const auto pkey = make_key(key.seed, RandomDomain::input_mask);
-    const Index columns = steps * B;
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (columns * F > 32768)
+#pragma omp parallel for schedule(static) if (B > 1 && steps * B * F > 32768)
 #endif
-    for (Index c = 0; c < columns; ++c) {
-      const Index b = c % B;
-      const std::uint32_t t = std::uint32_t(t0 + c / B);
-      Scalar* out = S.data() + c * S.rows();
-      const Scalar* xb = x.data() + b * x.rows();
-      if (kind_ == Encoding::direct) {
-        std::copy(xb, xb + F, out);
-        continue;
-      }
-      Index f = 0;
-      for (; f < F; f += 4) {
-        const auto r = Philox4x32::generate({std::uint32_t(f >> 2), t, ids[b], key.stream}, pkey);
-        const Index n = std::min<Index>(4, F - f);
-        for (Index j = 0; j < n; ++j) {
-          const Scalar u = Scalar(uniform01_24(r[j]));
-          const Scalar xv = xb[f + j];
-          if (kind_ == Encoding::rate)
-            out[f + j] = u * xv;
-          else
-            out[f + j] = u < std::clamp(xv, Scalar(0), Scalar(1)) ? Scalar(1) : Scalar(0);
-        }
-      }
-    }
+    for (Index b = 0; b < B; ++b)
+      encode_sample(x.data() + b * F, nullptr, F, ids[b], key, t0, steps, S.data() + b * F, F * B);
   }
 
  private:

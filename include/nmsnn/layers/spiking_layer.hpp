@@ -4,8 +4,9 @@
 //
 // The layer works time-batched: the engine hands it the input currents a_t = W s_t + b of all
 // steps at once (n_out x T*B, column t*B + b), and the scan below runs the recurrence over t,
-// vectorised over neurons and samples, overwriting a_t with the output o_t. The fire gates
-// g_t = [o_t > 0] are read back from o_t in the backward scan, so nothing else is stored.
+// vectorised over neurons and samples, overwriting a_t with the output o_t. The backward scan
+// needs only the fire gates g_t = [o_t > 0], which the engine extracts from o_t (one byte
+// each) just before it reuses the outputs' storage for the gradients.
 #pragma once
 
 #include <algorithm>
@@ -49,6 +50,28 @@ namespace detail {
 /// Elements of one step's n x B block that one scan task keeps in L1 while it walks over t.
 inline constexpr Index scan_chunk = 2048;
 
+/// One forward step over n elements (restrict-qualified and branch-free so that it
+/// vectorises): a_t -> o_t in place, v_{t-1} -> v_t, and v_t added to r when accumulating.
+template <class Scalar, Reset mode, bool accumulate>
+inline void forward_step(Scalar* __restrict a, Scalar* __restrict v, Scalar* __restrict r, Index n,
+                         Scalar decay, Scalar threshold, Scalar penalty, Scalar kappa) {
+  // The gate g = [u > θ] (equivalently [o > 0]: with gradual underflow u > θ implies
+  // u - θ > 0) enters as a 0/1 factor, exactly as the reference writes the reset.
+  for (Index j = 0; j < n; ++j) {
+    const Scalar u = a[j] + v[j] * decay;
+    const Scalar g = static_cast<Scalar>(u > threshold);
+    const Scalar o = (u - threshold) * g;
+    Scalar vn;
+    if constexpr (mode == Reset::scale)
+      vn = u - (kappa * u) * g;
+    else
+      vn = u - (penalty + o) * g;
+    a[j] = o;
+    v[j] = vn;
+    if constexpr (accumulate) r[j] += vn;
+  }
+}
+
 /// Forward scan over T steps of the element range [j0, j1) of each step's block (size nB).
 /// A holds a_t on entry and o_t on exit. When R is given, v_t is added to R for t in
 /// [t_lo, t_hi] (the steps whose emitted state the readout reduces).
@@ -56,53 +79,54 @@ template <class Scalar, Reset mode, bool readout>
 void forward_scan(Scalar* A, Index T, Index nB, Index j0, Index j1, Scalar decay, Scalar threshold,
                   Scalar penalty, Scalar* R, Index t_lo, Index t_hi) {
   const Scalar kappa = penalty / threshold;
-  Scalar v[scan_chunk];
+  alignas(64) Scalar v[scan_chunk];
   const Index n = j1 - j0;
   std::fill(v, v + n, Scalar(0));
   for (Index t = 0; t < T; ++t) {
     Scalar* a = A + t * nB + j0;
-    const bool acc = readout && t >= t_lo && t <= t_hi;
-    for (Index j = 0; j < n; ++j) {
-      const Scalar u = a[j] + v[j] * decay;
-      const Scalar o = std::max(u - threshold, Scalar(0));
-      Scalar vn;
-      if constexpr (mode == Reset::scale)
-        vn = o > 0 ? u - kappa * u : u;
-      else
-        vn = o > 0 ? u - (penalty + o) : u;
-      a[j] = o;
-      v[j] = vn;
-      if (acc) R[j0 + j] += vn;
-    }
+    if (readout && t >= t_lo && t <= t_hi)
+      forward_step<Scalar, mode, true>(a, v, R + j0, n, decay, threshold, penalty, kappa);
+    else
+      forward_step<Scalar, mode, false>(a, v, nullptr, n, decay, threshold, penalty, kappa);
+  }
+}
+
+/// One backward step over n elements (see backward_scan).
+template <class Scalar, Reset mode, bool has_go, bool from_readout>
+inline void backward_step(Scalar* __restrict d, const std::uint8_t* __restrict gate, Scalar* __restrict du_next,
+                          const Scalar* __restrict gv, Index n, Scalar decay, Scalar kappa) {
+  for (Index j = 0; j < n; ++j) {
+    Scalar dv = du_next[j] * decay;
+    if constexpr (from_readout) dv += gv[j];
+    const Scalar g = static_cast<Scalar>(gate[j]);
+    Scalar du;
+    if constexpr (mode == Reset::scale)
+      du = dv - (kappa * dv) * g;
+    else
+      du = dv - dv * g;
+    if constexpr (has_go) du += d[j] * g;
+    d[j] = du;
+    du_next[j] = du;
   }
 }
 
 /// Backward scan (MODEL.md "Gradients"), t = T-1 down to 0, over the element range [j0, j1).
 /// On entry D holds the gradient of the loss with respect to o_t (when has_go), on exit the
-/// gradient with respect to u_t (= a_t). O holds o_t, whose sign gives the gates. gv is the
-/// gradient with respect to v_t for t in [t_lo, t_hi] (the readout's, already scaled).
+/// gradient with respect to u_t (= a_t). G holds the fire gates g_t (0 or 1, one byte each).
+/// gv is the gradient with respect to v_t for t in [t_lo, t_hi] (the readout's, already scaled).
 template <class Scalar, Reset mode, bool has_go, bool has_gv>
-void backward_scan(Scalar* D, const Scalar* O, Index T, Index nB, Index j0, Index j1,
+void backward_scan(Scalar* D, const std::uint8_t* G, Index T, Index nB, Index j0, Index j1,
                    Scalar decay, Scalar kappa, const Scalar* gv, Index t_lo, Index t_hi) {
-  Scalar du_next[scan_chunk];
+  alignas(64) Scalar du_next[scan_chunk];
   const Index n = j1 - j0;
   std::fill(du_next, du_next + n, Scalar(0));
   for (Index t = T - 1; t >= 0; --t) {
     Scalar* d = D + t * nB + j0;
-    const Scalar* o = O + t * nB + j0;
-    const bool from_readout = has_gv && t >= t_lo && t <= t_hi;
-    for (Index j = 0; j < n; ++j) {
-      Scalar dv = du_next[j] * decay;
-      if (from_readout) dv += gv[j0 + j];
-      const Scalar go = has_go ? d[j] : Scalar(0);
-      Scalar du;
-      if constexpr (mode == Reset::scale)
-        du = o[j] > 0 ? dv - kappa * dv + go : dv;
-      else
-        du = o[j] > 0 ? go : dv;
-      d[j] = du;
-      du_next[j] = du;
-    }
+    const std::uint8_t* g = G + t * nB + j0;
+    if (has_gv && t >= t_lo && t <= t_hi)
+      backward_step<Scalar, mode, has_go, true>(d, g, du_next, gv + j0, n, decay, kappa);
+    else
+      backward_step<Scalar, mode, has_go, false>(d, g, du_next, gv, n, decay, kappa);
   }
 }
 
@@ -169,6 +193,14 @@ class SpikingLayer {
 
   // --- engine interface (time-batched layout, see the file comment) ---------------------
 
+  /// Gates g = [o > 0] of an outputs x T*B block of outputs, one byte each.
+  static void extract_gates(const Scalar* O, Index size, std::uint8_t* G) {
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (size > 262144)
+#endif
+    for (Index i = 0; i < size; ++i) G[i] = O[i] > Scalar(0) ? 1 : 0;
+  }
+
   /// In place: a_t -> o_t for all steps of an (outputs x T*B) block; optionally adds v_t to
   /// the readout R (outputs x B) for t in [t_lo, t_hi].
   void scan_forward(Scalar* A, Index T, Index B, Scalar* R = nullptr, Index t_lo = 0,
@@ -192,9 +224,9 @@ class SpikingLayer {
     }
   }
 
-  /// In place: D (outputs x T*B) from dL/do_t (when has_go) to dL/du_t. O holds o_t.
-  /// gv (outputs x B), when given, is dL/dv_t for t in [t_lo, t_hi].
-  void scan_backward(Scalar* D, const Scalar* O, Index T, Index B, bool has_go,
+  /// In place: D (outputs x T*B) from dL/do_t (when has_go) to dL/du_t. G holds the gates
+  /// g_t = [o_t > 0] as bytes. gv (outputs x B), when given, is dL/dv_t for t in [t_lo, t_hi].
+  void scan_backward(Scalar* D, const std::uint8_t* G, Index T, Index B, bool has_go,
                      const Scalar* gv = nullptr, Index t_lo = 0, Index t_hi = -1) const {
     const Index nB = outputs() * B;
     const Scalar decay = Scalar(neuron_.decay);
@@ -207,9 +239,9 @@ class SpikingLayer {
       const Index j0 = c * detail::scan_chunk, j1 = std::min(nB, j0 + detail::scan_chunk);
       dispatch_backward(has_go, gv != nullptr, [&]<bool go, bool has_gv>() {
         if (neuron_.reset == Reset::scale)
-          detail::backward_scan<Scalar, Reset::scale, go, has_gv>(D, O, T, nB, j0, j1, decay, kappa, gv, t_lo, t_hi);
+          detail::backward_scan<Scalar, Reset::scale, go, has_gv>(D, G, T, nB, j0, j1, decay, kappa, gv, t_lo, t_hi);
         else
-          detail::backward_scan<Scalar, Reset::subtract, go, has_gv>(D, O, T, nB, j0, j1, decay, kappa, gv, t_lo, t_hi);
+          detail::backward_scan<Scalar, Reset::subtract, go, has_gv>(D, G, T, nB, j0, j1, decay, kappa, gv, t_lo, t_hi);
       });
     }
   }

@@ -10,6 +10,7 @@
 // o_t are kept for backward: they are the next layer's inputs and their signs are the gates.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -123,11 +124,15 @@ class SpikingNetwork {
   static constexpr std::uint32_t predict_stream = 0xFFFFFFFFu;
   /// Steps of layer 1's encoded input generated at once (bounds memory by F x chunk x B).
   Index input_chunk_steps(Index batch) const;
-  /// Fraction of layer l's outputs o_t that were > 0 (spikes) in the last forward_train().
+  /// Fraction of layer l's outputs o_t that were > 0 (spikes) in the last forward_train()
+  /// (before backward_batch, which reuses that storage).
   double activity(Index l) const {
     const auto& O = ws_.outputs.at(std::size_t(l));
     return O.size() ? double((O.array() > Scalar(0)).count()) / double(O.size()) : 0.0;
   }
+  /// Whether layer 1 takes the per-sample sparse path for this batch (rate or Bernoulli
+  /// encoder and at most half the inputs non-zero).
+  bool use_sparse_input(const Matrix<Scalar>& Xb) const;
   /// Peak bytes of the engine's buffers for a training batch of this size.
   std::size_t workspace_bytes(Index batch) const;
 
@@ -148,10 +153,20 @@ class SpikingNetwork {
 
   // Workspace of the last training forward pass (kept for backward). Inference allocates its
   // own, so const methods stay thread-safe.
+  struct EncodedFor {  // which draws the encoded chunk holds, when it holds all T steps
+    DrawKey key{};
+    std::vector<std::uint32_t> ids;
+    bool matches(const DrawKey& k, const std::uint32_t* p, Index B) const {
+      return !ids.empty() && k.seed == key.seed && k.stream == key.stream && Index(ids.size()) == B &&
+             std::equal(ids.begin(), ids.end(), p);
+    }
+  };
   struct Workspace {
-    std::vector<Matrix<Scalar>> outputs;  // o_t of each layer, (n_l x T*B)
-    Matrix<Scalar> grad_a, grad_b;        // ping-pong dL/du buffers
+    std::vector<Matrix<Scalar>> outputs;  // o_t of each layer (n_l x T*B); dL/du after backward
+    Matrix<Scalar> grad;                  // dL/du of the last layer
+    std::vector<std::uint8_t> gates;      // fire gates of the layer being differentiated
     Matrix<Scalar> encoded;               // one chunk of layer 1's input
+    EncodedFor encoded_for;
   };
   Workspace ws_;
   void run_forward(const Matrix<Scalar>& Xb, const std::uint32_t* ids, DrawKey key,

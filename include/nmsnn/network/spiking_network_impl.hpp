@@ -8,6 +8,7 @@
 
 #include "nmsnn/network/spiking_network.hpp"
 #include "nmsnn/detail/parallel_gemm.hpp"
+#include "nmsnn/detail/sparse_input.hpp"
 #include "nmsnn/train/trainer.hpp"
 
 namespace nmsnn {
@@ -65,17 +66,25 @@ Index SpikingNetwork<Task, S>::input_chunk_steps(Index batch) const {
 }
 
 template <TaskType Task, FloatingScalar S>
+bool SpikingNetwork<Task, S>::use_sparse_input(const Matrix<S>& Xb) const {
+  if (encoder_.constant_in_time() || Xb.size() == 0) return false;
+  const double density = double((Xb.array() != S(0)).count()) / double(Xb.size());
+  return density <= detail::sparse_input_max_density;
+}
+
+template <TaskType Task, FloatingScalar S>
 std::size_t SpikingNetwork<Task, S>::workspace_bytes(Index batch) const {
-  const Index TB = time_steps() * batch;
-  std::size_t n = 0;
-  Index widest = 0;
+  // Outputs of every layer, the last layer's gradient, one layer's gates (bytes), one chunk of
+  // encoded input (dense path) and the readout.
+  const std::size_t TB = std::size_t(time_steps()) * std::size_t(batch);
+  std::size_t scalars = (std::size_t(outputs()) + 1) * TB, widest = 0;
   for (const auto& l : layers_) {
-    n += std::size_t(l.outputs()) * std::size_t(TB);
-    widest = std::max(widest, l.outputs());
+    scalars += std::size_t(l.outputs()) * TB;
+    widest = std::max(widest, std::size_t(l.outputs()));
   }
-  n += 2 * std::size_t(widest) * std::size_t(TB);
-  if (!encoder_.constant_in_time()) n += std::size_t(inputs()) * std::size_t(input_chunk_steps(batch) * batch);
-  return n * sizeof(S);
+  if (!encoder_.constant_in_time())
+    scalars += std::size_t(inputs()) * std::size_t(input_chunk_steps(batch) * batch);
+  return scalars * sizeof(S) + widest * TB;
 }
 
 // Forward (MODEL.md "One spiking layer, one step", "The network"): for each layer, currents of
@@ -92,10 +101,13 @@ void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32
     Matrix<S>& A = ws.outputs[std::size_t(l)];
     A.resize(layer.outputs(), TB);
     const auto W = detail::cmap(layer.weights().data(), layer.outputs(), layer.inputs());
+    A.colwise() = layer.bias();  // the products below accumulate onto the bias
     if (l == 0) {
       if (encoder_.constant_in_time()) {
         const Matrix<S> a = layer.weights() * Xb;
-        for (Index t = 0; t < T; ++t) A.middleCols(t * B, B) = a;
+        for (Index t = 0; t < T; ++t) A.middleCols(t * B, B) += a;
+      } else if (use_sparse_input(Xb)) {
+        detail::sparse_forward(A, layer.weights(), Xb, ids, key, encoder_, T);
       } else {
         const Index chunk = input_chunk_steps(B);
         ws.encoded.resize(inputs(), chunk * B);
@@ -103,17 +115,16 @@ void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32
           const Index steps = std::min(chunk, T - t0);
           encoder_.encode(Xb, ids, key, t0, steps, ws.encoded);
           detail::gemm_nn<S>(detail::map(A.data() + t0 * B * A.rows(), A.rows(), steps * B), W,
-                             detail::cmap(ws.encoded.data(), inputs(), steps * B), false);
+                             detail::cmap(ws.encoded.data(), inputs(), steps * B), true);
         }
+        // When all T steps fit in one chunk, backward reuses it instead of drawing again.
+        ws.encoded_for = chunk >= T ? EncodedFor{key, std::vector<std::uint32_t>(ids, ids + B)} : EncodedFor{};
       }
-    } else {
-      A.leftCols(B).setZero();
-      if (T > 1)
-        detail::gemm_nn<S>(detail::map(A.data() + B * A.rows(), A.rows(), (T - 1) * B), W,
-                           detail::cmap(ws.outputs[std::size_t(l - 1)].data(), layer.inputs(), (T - 1) * B),
-                           false);
+    } else if (T > 1) {
+      detail::gemm_nn<S>(detail::map(A.data() + B * A.rows(), A.rows(), (T - 1) * B), W,
+                         detail::cmap(ws.outputs[std::size_t(l - 1)].data(), layer.inputs(), (T - 1) * B),
+                         true);
     }
-    A.colwise() += layer.bias();
     if (l == L - 1)
       layer.scan_forward(A.data(), T, B, R.data(), reducer_.first_state(), reducer_.last_state());
     else
@@ -149,10 +160,14 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
   NMSNN_ASSERT(Index(ws_.outputs.size()) == L && ws_.outputs.back().cols() == TB);
   Matrix<S> gv = readout_grad;
   if (reducer_.kind() == Readout::mean) gv /= S(T - begin_eval());
-  Matrix<S>* D = &ws_.grad_a;
-  Matrix<S>* D_below = &ws_.grad_b;
+  // Memory: the gates of a layer are extracted (one byte each) just before its outputs'
+  // storage is reused for its gradient dL/du, so only one extra buffer (the last layer's) is
+  // needed beyond the forward pass.
+  Matrix<S>* D = &ws_.grad;
   D->resize(outputs(), TB);
-  layers_.back().scan_backward(D->data(), ws_.outputs.back().data(), T, B, false, gv.data(),
+  ws_.gates.resize(std::size_t(ws_.outputs.back().size()));
+  Layer::extract_gates(ws_.outputs.back().data(), ws_.outputs.back().size(), ws_.gates.data());
+  layers_.back().scan_backward(D->data(), ws_.gates.data(), T, B, false, gv.data(),
                                reducer_.first_state(), reducer_.last_state());
   for (Index l = L - 1; l >= 0; --l) {
     Layer& layer = layers_[std::size_t(l)];
@@ -162,28 +177,31 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
     dW.setZero(n, in);
     auto dW_map = detail::map(dW.data(), n, in);
     if (l > 0) {
-      const Matrix<S>& O_below = ws_.outputs[std::size_t(l - 1)];
-      D_below->resize(in, TB);
-      if (T > 1) {
-        const auto dU = detail::cmap(D->data() + B * n, n, (T - 1) * B);
-        detail::gemm_nt_acc<S>(dW_map, dU, detail::cmap(O_below.data(), in, (T - 1) * B));
-        detail::gemm_tn<S>(detail::map(D_below->data(), in, (T - 1) * B),
+      Matrix<S>& below = ws_.outputs[std::size_t(l - 1)];  // o_t of layer l-1, then its dL/du
+      const auto dU = detail::cmap(D->data() + B * n, n, (T - 1) * B);
+      if (T > 1) detail::gemm_nt_acc<S>(dW_map, dU, detail::cmap(below.data(), in, (T - 1) * B));
+      ws_.gates.resize(std::size_t(below.size()));
+      Layer::extract_gates(below.data(), below.size(), ws_.gates.data());
+      if (T > 1)
+        detail::gemm_tn<S>(detail::map(below.data(), in, (T - 1) * B),
                            detail::cmap(layer.weights().data(), n, in), dU, false);
-      }
-      D_below->rightCols(B).setZero();
-      layers_[std::size_t(l - 1)].scan_backward(D_below->data(), O_below.data(), T, B, true);
-      std::swap(D, D_below);
+      below.rightCols(B).setZero();
+      layers_[std::size_t(l - 1)].scan_backward(below.data(), ws_.gates.data(), T, B, true);
+      D = &below;
     } else if (encoder_.constant_in_time()) {
       // s_t = x for every t: dW_1 = (sum_t du_t) x^T.
       Matrix<S> du_sum = Matrix<S>::Zero(n, B);
       for (Index t = 0; t < T; ++t) du_sum += D->middleCols(t * B, B);
       dW.noalias() = du_sum * Xb.transpose();
+    } else if (use_sparse_input(Xb)) {
+      detail::sparse_weight_gradient(dW, *D, Xb, ids, key, encoder_, T);
     } else {
       const Index chunk = input_chunk_steps(B);
+      const bool reuse = ws_.encoded_for.matches(key, ids, B) && ws_.encoded.cols() >= T * B;
       ws_.encoded.resize(in, chunk * B);
       for (Index t0 = 0; t0 < T; t0 += chunk) {
         const Index steps = std::min(chunk, T - t0);
-        encoder_.encode(Xb, ids, key, t0, steps, ws_.encoded);
+        if (!reuse) encoder_.encode(Xb, ids, key, t0, steps, ws_.encoded);
         detail::gemm_nt_acc<S>(dW_map, detail::cmap(D->data() + t0 * B * n, n, steps * B),
                                detail::cmap(ws_.encoded.data(), in, steps * B));
       }
