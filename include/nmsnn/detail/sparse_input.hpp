@@ -101,11 +101,13 @@ void sparse_weight_gradient(Matrix<Scalar>& dW, const Matrix<Scalar>& D, const M
         const Index chunk = sparse_chunk_steps(k, T);
         for (Index t0 = 0; t0 < T; t0 += chunk) {
           const Index steps = std::min(chunk, T - t0);
-          Sc.resize(k, steps);
-          enc.encode_sample(col.values.data(), col.features.data(), k, ids[b], key, t0, steps, Sc.data(), k);
+          // Drawn transposed (steps x k) so that the product packs it without a transpose.
+          Sc.resize(steps, k);
+          enc.encode_sample(col.values.data(), col.features.data(), k, ids[b], key, t0, steps, Sc.data(),
+                            steps, true);
           Db.resize(n, steps);
           for (Index t = 0; t < steps; ++t) Db.col(t) = D.col((t0 + t) * B + b);
-          P.noalias() = Db * Sc.transpose();
+          P.noalias() = Db * Sc;
           for (Index i = 0; i < k; ++i) acc.col(col.features[std::size_t(i)]) += P.col(i);
         }
       }

@@ -58,12 +58,16 @@ class InputEncoder {
     return uniform01_24(r[step & 3]);
   }
 
-  /// Encodes one sample for steps t0 .. t0+steps-1: out[i + (t - t0) * ld] = s_t[feature i],
-  /// for i < nf, where feature i is features[i] (or i when features is null) with value xs[i].
+  /// Encodes one sample for steps t0 .. t0+steps-1: out[i + (t - t0) * ld] = s_t[feature i]
+  /// (or out[(t - t0) + i * ld] when transposed), for i < nf, where feature i is features[i]
+  /// (or i when features is null) with value xs[i].
   void encode_sample(const Scalar* xs, const std::uint32_t* features, Index nf, std::uint32_t sample,
-                     const DrawKey& key, Index t0, Index steps, Scalar* out, Index ld) const {
+                     const DrawKey& key, Index t0, Index steps, Scalar* out, Index ld,
+                     bool transposed = false) const {
+    const Index step_stride = transposed ? 1 : ld, feature_stride = transposed ? ld : 1;
     if (kind_ == Encoding::direct) {
-      for (Index t = 0; t < steps; ++t) std::copy(xs, xs + nf, out + t * ld);
+      for (Index t = 0; t < steps; ++t)
+        for (Index i = 0; i < nf; ++i) out[t * step_stride + i * feature_stride] = xs[i];
       return;
     }
     constexpr int N = 8;
@@ -89,12 +93,13 @@ class InputEncoder {
         for (int s = 0; s < 4; ++s) {
           const Index t = (tb << 2) + s;
           if (t < t0 || t >= t1) continue;
-          Scalar* o = out + i0 + (t - t0) * ld;
+          Scalar* o = out + i0 * feature_stride + (t - t0) * step_stride;
           if (kind_ == Encoding::rate) {
-            for (int j = 0; j < m; ++j) o[j] = Scalar(uniform01_24(c[s][j])) * x[j];
+            for (int j = 0; j < m; ++j) o[j * feature_stride] = Scalar(uniform01_24(c[s][j])) * x[j];
           } else {
             for (int j = 0; j < m; ++j)
-              o[j] = Scalar(uniform01_24(c[s][j])) < std::clamp(x[j], Scalar(0), Scalar(1)) ? Scalar(1) : Scalar(0);
+              o[j * feature_stride] =
+                  Scalar(uniform01_24(c[s][j])) < std::clamp(x[j], Scalar(0), Scalar(1)) ? Scalar(1) : Scalar(0);
           }
         }
       }
