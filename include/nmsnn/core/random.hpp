@@ -36,48 +36,47 @@ struct Philox4x32 {
   }
 };
 
-/// Philox4x32-10 on N counters at once, structure-of-arrays: c[w][lane] is word w of lane's
-/// counter; on return it holds the outputs. With AVX2, eight lanes run in vector registers
-/// (the integer results are the same bits either way).
-template <int N>
-inline void philox_lanes(std::uint32_t (&c)[4][N], Philox4x32::Key k) {
+/// Uniform float in [0, 1) from the top 24 bits: exact in float and double alike, so float
+/// and double networks see the same masks.
+inline constexpr float uniform01_24(std::uint32_t r) { return float(r >> 8) * 0x1.0p-24f; }
+
+/// Uniform floats in [0, 1) for eight counters {c0, c1[j], c2, c3}, j < 8, that differ in
+/// their second word: out[w][j] = uniform01_24(word w of Philox(key, counter j)). With AVX2
+/// the eight lanes run in vector registers; the bits are the same either way.
+inline void philox_uniform_8x4(std::uint32_t c0, const std::uint32_t (&c1)[8], std::uint32_t c2,
+                               std::uint32_t c3, Philox4x32::Key k, float (&out)[4][8]) {
 #if defined(__AVX2__)
-  if constexpr (N % 8 == 0) {
-    const __m256i m0 = _mm256_set1_epi64x(Philox4x32::M0), m1 = _mm256_set1_epi64x(Philox4x32::M1);
-    for (int g = 0; g < N; g += 8) {
-      __m256i c0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&c[0][g]));
-      __m256i c1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&c[1][g]));
-      __m256i c2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&c[2][g]));
-      __m256i c3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&c[3][g]));
-      Philox4x32::Key kk = k;
-      for (int round = 0; round < 10; ++round) {
-        // 32x32 -> 64-bit products of even and odd lanes, split into hi and lo words.
-        const __m256i e0 = _mm256_mul_epu32(c0, m0), o0 = _mm256_mul_epu32(_mm256_srli_epi64(c0, 32), m0);
-        const __m256i e1 = _mm256_mul_epu32(c2, m1), o1 = _mm256_mul_epu32(_mm256_srli_epi64(c2, 32), m1);
-        const __m256i lo0 = _mm256_blend_epi32(e0, _mm256_slli_epi64(o0, 32), 0xAA);
-        const __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(e0, 32), o0, 0xAA);
-        const __m256i lo1 = _mm256_blend_epi32(e1, _mm256_slli_epi64(o1, 32), 0xAA);
-        const __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(e1, 32), o1, 0xAA);
-        const __m256i k0 = _mm256_set1_epi32(int(kk[0])), k1 = _mm256_set1_epi32(int(kk[1]));
-        c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), k0);
-        c1 = lo1;
-        c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), k1);
-        c3 = lo0;
-        kk[0] += Philox4x32::W0;
-        kk[1] += Philox4x32::W1;
-      }
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&c[0][g]), c0);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&c[1][g]), c1);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&c[2][g]), c2);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&c[3][g]), c3);
-    }
-    return;
+  const __m256i m0 = _mm256_set1_epi64x(Philox4x32::M0), m1 = _mm256_set1_epi64x(Philox4x32::M1);
+  __m256i x0 = _mm256_set1_epi32(int(c0));
+  __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c1));
+  __m256i x2 = _mm256_set1_epi32(int(c2));
+  __m256i x3 = _mm256_set1_epi32(int(c3));
+  for (int round = 0; round < 10; ++round) {
+    // 32x32 -> 64-bit products of the even and odd lanes, split into hi and lo words.
+    const __m256i e0 = _mm256_mul_epu32(x0, m0), o0 = _mm256_mul_epu32(_mm256_srli_epi64(x0, 32), m0);
+    const __m256i e1 = _mm256_mul_epu32(x2, m1), o1 = _mm256_mul_epu32(_mm256_srli_epi64(x2, 32), m1);
+    const __m256i lo0 = _mm256_blend_epi32(e0, _mm256_slli_epi64(o0, 32), 0xAA);
+    const __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(e0, 32), o0, 0xAA);
+    const __m256i lo1 = _mm256_blend_epi32(e1, _mm256_slli_epi64(o1, 32), 0xAA);
+    const __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(e1, 32), o1, 0xAA);
+    x0 = _mm256_xor_si256(_mm256_xor_si256(hi1, x1), _mm256_set1_epi32(int(k[0])));
+    x1 = lo1;
+    x2 = _mm256_xor_si256(_mm256_xor_si256(hi0, x3), _mm256_set1_epi32(int(k[1])));
+    x3 = lo0;
+    k[0] += Philox4x32::W0;
+    k[1] += Philox4x32::W1;
+  }
+  const __m256 scale = _mm256_set1_ps(0x1.0p-24f);
+  _mm256_storeu_ps(out[0], _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(x0, 8)), scale));
+  _mm256_storeu_ps(out[1], _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(x1, 8)), scale));
+  _mm256_storeu_ps(out[2], _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(x2, 8)), scale));
+  _mm256_storeu_ps(out[3], _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(x3, 8)), scale));
+#else
+  for (int j = 0; j < 8; ++j) {
+    const auto r = Philox4x32::generate({c0, c1[j], c2, c3}, k);
+    for (int w = 0; w < 4; ++w) out[w][j] = uniform01_24(r[w]);
   }
 #endif
-  for (int j = 0; j < N; ++j) {
-    const auto r = Philox4x32::generate({c[0][j], c[1][j], c[2][j], c[3][j]}, k);
-    for (int w = 0; w < 4; ++w) c[w][j] = r[w];
-  }
 }
 
 /// What a stream of draws is for; each domain has its own key so streams never overlap.
@@ -88,9 +87,6 @@ inline constexpr Philox4x32::Key make_key(std::uint64_t seed, RandomDomain domai
           std::uint32_t(seed >> 32) ^ (std::uint32_t(domain) * 0xC2B2AE35u)};
 }
 
-/// Uniform float in [0, 1) from the top 24 bits: exact in float and double alike, so float
-/// and double networks see the same masks.
-inline constexpr float uniform01_24(std::uint32_t r) { return float(r >> 8) * 0x1.0p-24f; }
 
 /// Uniform double in [0, 1) with 53 random bits.
 inline constexpr double uniform01_53(std::uint32_t hi, std::uint32_t lo) {

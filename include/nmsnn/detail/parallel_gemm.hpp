@@ -70,6 +70,21 @@ void gemm_nt_acc(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B)
   }
 }
 
+/// C += A * B^T split over fixed blocks of rows of C (for a tall C whose rows are A's).
+template <class Scalar>
+void gemm_nt_acc_rows(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B) {
+  const Index m = C.rows();
+  const Index h = 512;
+  const Index blocks = (m + h - 1) / h;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (blocks > 1)
+#endif
+  for (Index i = 0; i < blocks; ++i) {
+    const Index r0 = i * h, nr = std::min(h, m - r0);
+    C.middleRows(r0, nr).noalias() += A.middleRows(r0, nr) * B.transpose();
+  }
+}
+
 template <class Scalar>
 MatMap<Scalar> map(Scalar* p, Index rows, Index cols, Index stride = -1) {
   return MatMap<Scalar>(p, rows, cols, Eigen::OuterStride<>(stride < 0 ? rows : stride));

@@ -64,46 +64,8 @@ class InputEncoder {
   void encode_sample(const Scalar* xs, const std::uint32_t* features, Index nf, std::uint32_t sample,
                      const DrawKey& key, Index t0, Index steps, Scalar* out, Index ld,
                      bool transposed = false) const {
-    const Index step_stride = transposed ? 1 : ld, feature_stride = transposed ? ld : 1;
-    if (kind_ == Encoding::direct) {
-      for (Index t = 0; t < steps; ++t)
-        for (Index i = 0; i < nf; ++i) out[t * step_stride + i * feature_stride] = xs[i];
-      return;
-    }
-    constexpr int N = 8;
-    const auto pkey = make_key(key.seed, RandomDomain::input_mask);
-    const Index t1 = t0 + steps;
-    for (Index i0 = 0; i0 < nf; i0 += N) {
-      const int m = int(std::min<Index>(N, nf - i0));
-      Scalar x[N] = {};
-      std::uint32_t f[N] = {};
-      for (int j = 0; j < m; ++j) {
-        x[j] = xs[i0 + j];
-        f[j] = features ? features[i0 + j] : std::uint32_t(i0 + j);
-      }
-      for (Index tb = t0 >> 2; (tb << 2) < t1; ++tb) {
-        std::uint32_t c[4][N];
-        for (int j = 0; j < N; ++j) {
-          c[0][j] = std::uint32_t(tb);
-          c[1][j] = f[j];
-          c[2][j] = sample;
-          c[3][j] = key.stream;
-        }
-        philox_lanes<N>(c, pkey);
-        for (int s = 0; s < 4; ++s) {
-          const Index t = (tb << 2) + s;
-          if (t < t0 || t >= t1) continue;
-          Scalar* o = out + i0 * feature_stride + (t - t0) * step_stride;
-          if (kind_ == Encoding::rate) {
-            for (int j = 0; j < m; ++j) o[j * feature_stride] = Scalar(uniform01_24(c[s][j])) * x[j];
-          } else {
-            for (int j = 0; j < m; ++j)
-              o[j * feature_stride] =
-                  Scalar(uniform01_24(c[s][j])) < std::clamp(x[j], Scalar(0), Scalar(1)) ? Scalar(1) : Scalar(0);
-          }
-        }
-      }
-    }
+    if (transposed) encode_sample_impl<true>(xs, features, nf, sample, key, t0, steps, out, ld);
+    else encode_sample_impl<false>(xs, features, nf, sample, key, t0, steps, out, ld);
   }
 
   /// Writes s_t for t = t0 .. t0+steps-1 into S (F x steps*B; column (t-t0)*B + b).
@@ -121,6 +83,55 @@ class InputEncoder {
   }
 
  private:
+  template <bool transposed>
+  void encode_sample_impl(const Scalar* xs, const std::uint32_t* features, Index nf, std::uint32_t sample,
+                          const DrawKey& key, Index t0, Index steps, Scalar* out, Index ld) const {
+    // Strides as constants where they are 1, so that the inner loops vectorise.
+    const Index step_stride = transposed ? 1 : ld;
+    const Index feature_stride = transposed ? ld : 1;
+    if (kind_ == Encoding::direct) {
+      for (Index t = 0; t < steps; ++t)
+        for (Index i = 0; i < nf; ++i) out[t * step_stride + i * feature_stride] = xs[i];
+      return;
+    }
+    constexpr int N = 8;
+    const auto pkey = make_key(key.seed, RandomDomain::input_mask);
+    const Index t1 = t0 + steps;
+    for (Index i0 = 0; i0 < nf; i0 += N) {
+      const int m = int(std::min<Index>(N, nf - i0));
+      // Per-group set-up without a variable-length copy (which becomes a slow `rep movs`;
+      // with chunks of four steps a group draws only 32 numbers).
+      Scalar x[N], hi[N];  // hi = clamp(x, 0, 1): the Bernoulli encoder's firing probability
+      std::uint32_t f[N];
+      if (m == N) {
+        for (int j = 0; j < N; ++j) x[j] = xs[i0 + j];
+      } else {
+        for (int j = 0; j < N; ++j) x[j] = Scalar(0);
+        for (int j = 0; j < m; ++j) x[j] = xs[i0 + j];
+      }
+      for (int j = 0; j < N; ++j) f[j] = features && j < m ? features[i0 + j] : std::uint32_t(i0 + j);
+      if (kind_ == Encoding::bernoulli)
+        for (int j = 0; j < N; ++j) hi[j] = std::clamp(x[j], Scalar(0), Scalar(1));
+      for (Index tb = t0 >> 2; (tb << 2) < t1; ++tb) {
+        float u[4][N];
+        philox_uniform_8x4(std::uint32_t(tb), f, sample, key.stream, pkey, u);
+        for (int s = 0; s < 4; ++s) {
+          const Index t = (tb << 2) + s;
+          if (t < t0 || t >= t1) continue;
+          Scalar* o = out + i0 * feature_stride + (t - t0) * step_stride;
+          if (kind_ == Encoding::rate) {
+            if (m == N)  // the common case: eight lanes, a fixed trip count that vectorises
+              for (int j = 0; j < N; ++j) o[j * feature_stride] = Scalar(u[s][j]) * x[j];
+            else
+              for (int j = 0; j < m; ++j) o[j * feature_stride] = Scalar(u[s][j]) * x[j];
+          } else {
+            for (int j = 0; j < m; ++j) o[j * feature_stride] = Scalar(u[s][j]) < hi[j] ? Scalar(1) : Scalar(0);
+          }
+        }
+      }
+    }
+  }
+
   Encoding kind_;
 };
 

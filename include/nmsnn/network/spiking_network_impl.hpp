@@ -60,9 +60,11 @@ Index SpikingNetwork<Task, S>::parameter_count() const {
 
 template <TaskType Task, FloatingScalar S>
 Index SpikingNetwork<Task, S>::input_chunk_steps(Index batch) const {
-  // About 4 Mi scalars of encoded input at a time, whatever T.
+  // About 4 Mi scalars of encoded input at a time, whatever T; a multiple of 4 steps, since
+  // one generator call draws four consecutive steps of a feature.
   const Index per_step = std::max<Index>(1, inputs() * batch);
-  return std::clamp<Index>((Index(1) << 22) / per_step, 1, time_steps());
+  const Index steps = std::max<Index>(4, ((Index(1) << 22) / per_step) & ~Index(3));
+  return std::min(steps, time_steps());
 }
 
 template <TaskType Task, FloatingScalar S>
@@ -199,12 +201,20 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
       const Index chunk = input_chunk_steps(B);
       const bool reuse = ws_.encoded_for.matches(key, ids, B) && ws_.encoded.cols() >= T * B;
       ws_.encoded.resize(in, chunk * B);
+      // The larger of du and s is packed as the product's left operand, where Eigen packs a
+      // column-major matrix fastest: for wide inputs accumulate dW^T = sum s du^T instead.
+      const bool transposed = in > n;
+      Matrix<S> dWT;
+      if (transposed) dWT.setZero(in, n);
       for (Index t0 = 0; t0 < T; t0 += chunk) {
         const Index steps = std::min(chunk, T - t0);
         if (!reuse) encoder_.encode(Xb, ids, key, t0, steps, ws_.encoded);
-        detail::gemm_nt_acc<S>(dW_map, detail::cmap(D->data() + t0 * B * n, n, steps * B),
-                               detail::cmap(ws_.encoded.data(), in, steps * B));
+        const auto dU = detail::cmap(D->data() + t0 * B * n, n, steps * B);
+        const auto Sx = detail::cmap(ws_.encoded.data(), in, steps * B);
+        if (transposed) detail::gemm_nt_acc_rows<S>(detail::map(dWT.data(), in, n), Sx, dU);
+        else detail::gemm_nt_acc<S>(dW_map, dU, Sx);
       }
+      if (transposed) dW = dWT.transpose();
     }
   }
 }
