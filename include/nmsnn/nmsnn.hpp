@@ -15,3 +15,8 @@
 #include "nmsnn/train/trainer.hpp"
 #include "nmsnn/network/spiking_network.hpp"
 #include "nmsnn/data/csv.hpp"
+#include "nmsnn/data/idx.hpp"
+#include "nmsnn/data/synthetic.hpp"
+#include "nmsnn/io/atomic_file.hpp"
+#include "nmsnn/metrics/metrics.hpp"
+#include "nmsnn/preprocessing/preprocessing.hpp"

@@ -17,6 +17,7 @@
 
 #include "nmsnn/core/config.hpp"
 #include "nmsnn/core/errors.hpp"
+#include "nmsnn/io/atomic_file.hpp"
 
 namespace nmsnn {
 
@@ -198,6 +199,33 @@ inline Dataset read_csv(const std::string& path, const CsvOptions& options = {})
     }
   }
   return d;
+}
+
+namespace detail {
+inline std::string csv_field(const std::string& s, char delim) {
+  if (s.find_first_of(std::string(1, delim) + "\"\n\r") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+}  // namespace detail
+
+/// Writes a table (one row per sample) with a header row, atomically. Numbers are written
+/// with 17 significant digits, so that reading them back gives the same doubles.
+inline void write_csv(const std::string& path, const Eigen::MatrixXd& table, const std::vector<std::string>& header,
+                      char delimiter = ',') {
+  if (!header.empty() && Index(header.size()) != table.cols())
+    detail::raise<ShapeError>("write_csv: ", header.size(), " header names for ", table.cols(), " columns");
+  std::ostringstream os;
+  os.precision(17);
+  for (std::size_t j = 0; j < header.size(); ++j)
+    os << (j ? std::string(1, delimiter) : "") << detail::csv_field(header[j], delimiter);
+  if (!header.empty()) os << "\n";
+  for (Index i = 0; i < table.rows(); ++i) {
+    for (Index j = 0; j < table.cols(); ++j) os << (j ? std::string(1, delimiter) : "") << table(i, j);
+    os << "\n";
+  }
+  write_file_atomically(path, os.str());
 }
 
 }  // namespace nmsnn

@@ -82,10 +82,21 @@ class SpikingNetwork {
   template <class DX, class DY, class Optimizer>
   double train_step(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y, Optimizer& opt);
 
-  /// Mini-batch training; returns the per-epoch mean loss.
+  /// Mini-batch training; returns the per-epoch history (loss, metric, validation figures,
+  /// times). Regression targets are standardised for training (options.standardize_targets)
+  /// and predictions mapped back; the history's losses are then in standardised units.
   template <class DX, class DY, class Optimizer>
   History fit(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y, Optimizer& opt,
               const FitOptions& options = {});
+  /// The same with explicit validation data.
+  template <class DX, class DY, class DXV, class DYV, class Optimizer>
+  History fit(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y, const Eigen::MatrixBase<DXV>& X_val,
+              const Eigen::MatrixBase<DYV>& y_val, Optimizer& opt, const FitOptions& options = {});
+
+  /// Regression targets' standardisation: y_model = (y - offset) / scale (identity when unset).
+  const Eigen::RowVectorXd& target_offset() const { return target_offset_; }
+  const Eigen::RowVectorXd& target_scale() const { return target_scale_; }
+  void set_target_scaling(Eigen::RowVectorXd offset, Eigen::RowVectorXd scale);
 
   // --- inference (deterministic: masks keyed by the row index and a fixed stream) --------
   /// The readout (n x outputs): logits for classifiers, values for regression.
@@ -98,7 +109,7 @@ class SpikingNetwork {
   template <class DX>
   Matrix<Scalar> predict_proba(const Eigen::MatrixBase<DX>& X) const
     requires(Task::is_classifier);
-  /// Mean loss on (X, y) without training.
+  /// Mean loss on (X, y) without training (regression: in target units).
   template <class DX, class DY>
   double evaluate(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y) const;
   /// Accuracy (classifiers) or R² (regression), as scikit-learn's score.
@@ -115,9 +126,14 @@ class SpikingNetwork {
   /// gradients of every layer out.
   void backward_batch(const Matrix<Scalar>& Xb, const std::uint32_t* ids, DrawKey key,
                       const Matrix<Scalar>& readout_grad);
-  /// Loss and gradients of a batch in engine layout (Yb: target rows x B).
+  /// Loss and gradients of a batch in engine layout (Yb: target rows x B); optionally the
+  /// readout (outputs x B) and per-class loss weights.
   double train_batch(const Matrix<Scalar>& Xb, const Matrix<Scalar>& Yb, const std::uint32_t* ids,
-                     std::uint32_t stream);
+                     std::uint32_t stream, Matrix<Scalar>* readout = nullptr,
+                     const std::vector<double>* class_weights = nullptr);
+  /// Loss and metric on validation rows (targets in engine layout, model units).
+  std::pair<double, double> validation_loss_metric(const Eigen::MatrixXd& X, const Matrix<Scalar>& Y,
+                                                   const std::vector<double>* class_weights) const;
   /// The stream id of the next training pass (each pass draws fresh masks).
   std::uint32_t next_stream() { return stream_counter_++; }
   /// Stream of inference passes.
@@ -144,6 +160,14 @@ class SpikingNetwork {
                                   std::string_view where) const;
   template <class DX>
   Matrix<Scalar> readout_rows(const Eigen::MatrixBase<DX>& X) const;  // outputs x n
+  /// Readout mapped to target units (regression), outputs x n.
+  template <class DX>
+  Matrix<Scalar> prediction_rows(const Eigen::MatrixBase<DX>& X) const;
+  template <class DX, class Optimizer>
+  History fit_encoded(const Eigen::MatrixBase<DX>& X, Matrix<Scalar> Y, const Eigen::MatrixXd* Xv, Matrix<Scalar>* Yv,
+                      Optimizer& opt, const FitOptions& options);
+  void check_class_weights(const FitOptions& options) const;
+  Eigen::RowVectorXd target_offset_, target_scale_;
 
   SpikingOptions options_;
   InputEncoder<Scalar> encoder_;

@@ -9,6 +9,7 @@
 #include "nmsnn/network/spiking_network.hpp"
 #include "nmsnn/detail/parallel_gemm.hpp"
 #include "nmsnn/detail/sparse_input.hpp"
+#include "nmsnn/preprocessing/preprocessing.hpp"
 #include "nmsnn/train/trainer.hpp"
 
 namespace nmsnn {
@@ -220,14 +221,38 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
 }
 
 template <TaskType Task, FloatingScalar S>
-double SpikingNetwork<Task, S>::train_batch(const Matrix<S>& Xb, const Matrix<S>& Yb,
-                                            const std::uint32_t* ids, std::uint32_t stream) {
+double SpikingNetwork<Task, S>::train_batch(const Matrix<S>& Xb, const Matrix<S>& Yb, const std::uint32_t* ids,
+                                            std::uint32_t stream, Matrix<S>* readout,
+                                            const std::vector<double>* class_weights) {
   const DrawKey key{options_.seed, stream};
   const Matrix<S> R = forward_train(Xb, ids, key);
   Matrix<S> G;
-  const double loss = Task::loss(R, Yb, &G);
+  const double loss = Task::loss(R, Yb, &G, class_weights);
   backward_batch(Xb, ids, key, G);
+  if (readout) *readout = R;
   return loss;
+}
+
+template <TaskType Task, FloatingScalar S>
+std::pair<double, double> SpikingNetwork<Task, S>::validation_loss_metric(
+    const Eigen::MatrixXd& X, const Matrix<S>& Y, const std::vector<double>* class_weights) const {
+  const Matrix<S> R = readout_rows(X);
+  return {Task::loss(R, Y, static_cast<Matrix<S>*>(nullptr), class_weights), Task::metric(R, Y)};
+}
+
+template <TaskType Task, FloatingScalar S>
+void SpikingNetwork<Task, S>::set_target_scaling(Eigen::RowVectorXd offset, Eigen::RowVectorXd scale) {
+  if (offset.size() == 0 && scale.size() == 0) {
+    target_offset_.resize(0);
+    target_scale_.resize(0);
+    return;
+  }
+  if (offset.size() != outputs() || scale.size() != outputs())
+    detail::raise<ShapeError>("set_target_scaling: expected ", outputs(), " offsets and scales");
+  if (!offset.allFinite() || !scale.allFinite() || (scale.array() <= 0).any())
+    detail::raise<ValueError>("set_target_scaling: offsets must be finite and scales finite and > 0");
+  target_offset_ = std::move(offset);
+  target_scale_ = std::move(scale);
 }
 
 template <TaskType Task, FloatingScalar S>
@@ -278,8 +303,74 @@ template <class DX, class DY, class Optimizer>
 History SpikingNetwork<Task, S>::fit(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y,
                                      Optimizer& opt, const FitOptions& fo) {
   static_assert(OptimizerFor<Optimizer, S>, "fit: the optimiser needs step(span<const Parameter>)");
-  const Matrix<S> Y = check_and_encode(X, y, "fit");
-  return detail::fit_loop(*this, X, Y, opt, fo, fo.seed ? *fo.seed : options_.seed);
+  fo.validate();
+  Matrix<S> Y = check_and_encode(X, y, "fit");
+  check_class_weights(fo);
+  if (fo.validation_fraction > 0) {
+    const std::uint64_t seed = fo.seed ? *fo.seed : options_.seed;
+    Labels strata;
+    if constexpr (Task::is_classifier) strata = Y.row(0).transpose().template cast<int>();
+    const Split split = train_test_split(X.rows(), fo.validation_fraction, seed, Task::is_classifier ? &strata : nullptr);
+    const Eigen::MatrixXd Xt = take_rows(X.template cast<double>().eval(), split.train);
+    Eigen::MatrixXd Xv = take_rows(X.template cast<double>().eval(), split.test);
+    Matrix<S> Yt(Y.rows(), Index(split.train.size())), Yv(Y.rows(), Index(split.test.size()));
+    for (std::size_t i = 0; i < split.train.size(); ++i) Yt.col(Index(i)) = Y.col(split.train[i]);
+    for (std::size_t i = 0; i < split.test.size(); ++i) Yv.col(Index(i)) = Y.col(split.test[i]);
+    return fit_encoded(Xt, std::move(Yt), &Xv, &Yv, opt, fo);
+  }
+  return fit_encoded(X, std::move(Y), nullptr, nullptr, opt, fo);
+}
+
+template <TaskType Task, FloatingScalar S>
+template <class DX, class DY, class DXV, class DYV, class Optimizer>
+History SpikingNetwork<Task, S>::fit(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y,
+                                     const Eigen::MatrixBase<DXV>& X_val, const Eigen::MatrixBase<DYV>& y_val,
+                                     Optimizer& opt, const FitOptions& fo) {
+  static_assert(OptimizerFor<Optimizer, S>, "fit: the optimiser needs step(span<const Parameter>)");
+  fo.validate();
+  Matrix<S> Y = check_and_encode(X, y, "fit");
+  Matrix<S> Yv = check_and_encode(X_val, y_val, "fit (validation data)");
+  check_class_weights(fo);
+  Eigen::MatrixXd Xv = X_val.template cast<double>();
+  return fit_encoded(X, std::move(Y), &Xv, &Yv, opt, fo);
+}
+
+template <TaskType Task, FloatingScalar S>
+void SpikingNetwork<Task, S>::check_class_weights(const FitOptions& fo) const {
+  if (fo.class_weights.empty()) return;
+  if constexpr (!Task::is_classifier) detail::raise<ValueError>("fit: class weights apply to classifiers only");
+  if (Index(fo.class_weights.size()) != classes())
+    detail::raise<ValueError>("fit: expected ", classes(), " class weights, found ", fo.class_weights.size());
+}
+
+template <TaskType Task, FloatingScalar S>
+template <class DX, class Optimizer>
+History SpikingNetwork<Task, S>::fit_encoded(const Eigen::MatrixBase<DX>& X, Matrix<S> Y, const Eigen::MatrixXd* Xv,
+                                             Matrix<S>* Yv, Optimizer& opt, const FitOptions& fo) {
+  if constexpr (!Task::is_classifier) {
+    // Standardise the targets on the training rows: the model learns (y - mean) / (3 sd).
+    // The factor 3 keeps ±3 sd inside the range a neuron's inner state holds below its
+    // threshold (θ = 1): the readout averages states that reset once they cross it.
+    if (fo.standardize_targets) {
+      const Eigen::MatrixXd Yd = Y.template cast<double>();
+      Eigen::RowVectorXd mean = Yd.rowwise().mean().transpose();
+      Eigen::RowVectorXd sd = ((Yd.colwise() - mean.transpose()).array().square().rowwise().sum() / double(Yd.cols()))
+                                  .sqrt()
+                                  .transpose();
+      for (Index k = 0; k < sd.size(); ++k) sd(k) = sd(k) > 0 ? 3.0 * sd(k) : 1.0;
+      set_target_scaling(mean, sd);
+    } else {
+      set_target_scaling({}, {});
+    }
+    if (target_offset_.size()) {
+      for (Index k = 0; k < Y.rows(); ++k) {
+        Y.row(k) = ((Y.row(k).template cast<double>().array() - target_offset_(k)) / target_scale_(k)).template cast<S>();
+        if (Yv)
+          Yv->row(k) = ((Yv->row(k).template cast<double>().array() - target_offset_(k)) / target_scale_(k)).template cast<S>();
+      }
+    }
+  }
+  return detail::fit_loop(*this, X, Y, Xv, Yv, opt, fo, fo.seed ? *fo.seed : options_.seed);
 }
 
 template <TaskType Task, FloatingScalar S>
@@ -302,6 +393,16 @@ Matrix<S> SpikingNetwork<Task, S>::readout_rows(const Eigen::MatrixBase<DX>& X) 
 
 template <TaskType Task, FloatingScalar S>
 template <class DX>
+Matrix<S> SpikingNetwork<Task, S>::prediction_rows(const Eigen::MatrixBase<DX>& X) const {
+  Matrix<S> R = readout_rows(X);
+  if (target_offset_.size())
+    for (Index k = 0; k < R.rows(); ++k)
+      R.row(k) = (R.row(k).template cast<double>().array() * target_scale_(k) + target_offset_(k)).template cast<S>();
+  return R;
+}
+
+template <TaskType Task, FloatingScalar S>
+template <class DX>
 Matrix<S> SpikingNetwork<Task, S>::decision_function(const Eigen::MatrixBase<DX>& X) const {
   return readout_rows(X).transpose();
 }
@@ -310,7 +411,7 @@ template <TaskType Task, FloatingScalar S>
 template <class DX>
 auto SpikingNetwork<Task, S>::predict(const Eigen::MatrixBase<DX>& X) const {
   if constexpr (Task::is_classifier) return Task::labels(readout_rows(X));
-  else return Matrix<S>(readout_rows(X).transpose());
+  else return Matrix<S>(prediction_rows(X).transpose());
 }
 
 template <TaskType Task, FloatingScalar S>
@@ -325,30 +426,14 @@ template <TaskType Task, FloatingScalar S>
 template <class DX, class DY>
 double SpikingNetwork<Task, S>::evaluate(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y) const {
   const Matrix<S> Y = check_and_encode(X, y, "evaluate");
-  return Task::loss(readout_rows(X), Y, static_cast<Matrix<S>*>(nullptr));
+  return Task::loss(prediction_rows(X), Y, static_cast<Matrix<S>*>(nullptr));
 }
 
 template <TaskType Task, FloatingScalar S>
 template <class DX, class DY>
 double SpikingNetwork<Task, S>::score(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y) const {
   const Matrix<S> Y = check_and_encode(X, y, "score");
-  const Matrix<S> R = readout_rows(X);
-  if constexpr (Task::is_classifier) {
-    const Labels l = Task::labels(R);
-    Index correct = 0;
-    for (Index i = 0; i < l.size(); ++i) correct += (l(i) == Index(Y(0, i)));
-    return double(correct) / double(l.size());
-  } else {
-    // R² averaged uniformly over outputs (scikit-learn's default).
-    double r2 = 0;
-    for (Index k = 0; k < Y.rows(); ++k) {
-      const double mean = Y.row(k).template cast<double>().mean();
-      const double ss_tot = (Y.row(k).template cast<double>().array() - mean).square().sum();
-      const double ss_res = (Y.row(k).template cast<double>() - R.row(k).template cast<double>()).squaredNorm();
-      r2 += ss_tot > 0 ? 1.0 - ss_res / ss_tot : (ss_res == 0 ? 1.0 : 0.0);
-    }
-    return r2 / double(Y.rows());
-  }
+  return Task::metric(prediction_rows(X), Y);
 }
 
 }  // namespace nmsnn

@@ -41,6 +41,23 @@ Labels to_class_labels(const Eigen::MatrixBase<Derived>& y, Index classes, std::
   return out;
 }
 
+template <class Scalar>
+double label_accuracy(const Labels& l, const Matrix<Scalar>& Y) {
+  Index correct = 0;
+  for (Index i = 0; i < l.size(); ++i) correct += l(i) == Index(Y(0, i));
+  return l.size() ? double(correct) / double(l.size()) : 0.0;
+}
+
+/// Sum of the class weights of a batch's labels (B without weights).
+template <class Scalar>
+double weight_sum(const Matrix<Scalar>& Y, const std::vector<double>* weights, Index B) {
+  if (!weights || weights->empty()) return double(B);
+  double s = 0;
+  for (Index b = 0; b < B; ++b) s += (*weights)[std::size_t(Y(0, b))];
+  if (!(s > 0)) raise<ValueError>("class weights: the batch's labels all have weight 0");
+  return s;
+}
+
 }  // namespace detail
 
 /// Two classes, one output z. Loss: binary cross-entropy with logits, mean over the batch.
@@ -65,20 +82,24 @@ struct BinaryClassification {
   }
 
   /// Mean loss over the batch; writes dL/dz into G (1 x B) when given.
+  /// With class weights w, the loss is sum_b w[y_b] l_b / sum_b w[y_b] (PyTorch's weighted mean).
   template <class Scalar>
-  static double loss(const Matrix<Scalar>& Z, const Matrix<Scalar>& Y, Matrix<Scalar>* G) {
+  static double loss(const Matrix<Scalar>& Z, const Matrix<Scalar>& Y, Matrix<Scalar>* G,
+                     const std::vector<double>* weights = nullptr) {
     const Index B = Z.cols();
+    const double norm = detail::weight_sum(Y, weights, B);
     double total = 0;
     if (G) G->resize(1, B);
     for (Index b = 0; b < B; ++b) {
       const double z = double(Z(0, b)), y = double(Y(0, b));
-      total += std::max(z, 0.0) - z * y + std::log1p(std::exp(-std::abs(z)));
+      const double w = weights ? (*weights)[std::size_t(y)] : 1.0;
+      total += w * (std::max(z, 0.0) - z * y + std::log1p(std::exp(-std::abs(z))));
       if (G) {
         const double p = z >= 0 ? 1.0 / (1.0 + std::exp(-z)) : std::exp(z) / (1.0 + std::exp(z));
-        (*G)(0, b) = Scalar((p - y) / double(B));
+        (*G)(0, b) = Scalar(w * (p - y) / norm);
       }
     }
-    return total / double(B);
+    return total / norm;
   }
 
   /// Probabilities n x 2 (columns: class 0, class 1), as scikit-learn's predict_proba.
@@ -98,6 +119,11 @@ struct BinaryClassification {
     Labels l(Z.cols());
     for (Index b = 0; b < Z.cols(); ++b) l(b) = Z(0, b) > 0 ? 1 : 0;
     return l;
+  }
+  /// Accuracy of readouts Z against targets Y (engine layout).
+  template <class Scalar>
+  static double metric(const Matrix<Scalar>& Z, const Matrix<Scalar>& Y) {
+    return detail::label_accuracy(labels(Z), Y);
   }
 };
 
@@ -125,8 +151,10 @@ struct MulticlassClassification {
   }
 
   template <class Scalar>
-  static double loss(const Matrix<Scalar>& Z, const Matrix<Scalar>& Y, Matrix<Scalar>* G) {
+  static double loss(const Matrix<Scalar>& Z, const Matrix<Scalar>& Y, Matrix<Scalar>* G,
+                     const std::vector<double>* weights = nullptr) {
     const Index K = Z.rows(), B = Z.cols();
+    const double norm = detail::weight_sum(Y, weights, B);
     double total = 0;
     if (G) G->resize(K, B);
     for (Index b = 0; b < B; ++b) {
@@ -136,12 +164,13 @@ struct MulticlassClassification {
       for (Index k = 0; k < K; ++k) sum += std::exp(double(Z(k, b)) - zmax);
       const double log_sum = zmax + std::log(sum);
       const Index y = Index(Y(0, b));
-      total += log_sum - double(Z(y, b));
+      const double w = weights ? (*weights)[std::size_t(y)] : 1.0;
+      total += w * (log_sum - double(Z(y, b)));
       if (G)
         for (Index k = 0; k < K; ++k)
-          (*G)(k, b) = Scalar((std::exp(double(Z(k, b)) - log_sum) - (k == y ? 1.0 : 0.0)) / double(B));
+          (*G)(k, b) = Scalar(w * (std::exp(double(Z(k, b)) - log_sum) - (k == y ? 1.0 : 0.0)) / norm);
     }
-    return total / double(B);
+    return total / norm;
   }
 
   /// Softmax probabilities, n x K.
@@ -166,6 +195,10 @@ struct MulticlassClassification {
       l(b) = int(k);
     }
     return l;
+  }
+  template <class Scalar>
+  static double metric(const Matrix<Scalar>& Z, const Matrix<Scalar>& Y) {
+    return detail::label_accuracy(labels(Z), Y);
   }
 };
 
@@ -199,7 +232,10 @@ struct Regression {
   }
 
   template <class Scalar>
-  static double loss(const Matrix<Scalar>& Z, const Matrix<Scalar>& Y, Matrix<Scalar>* G) {
+  static double loss(const Matrix<Scalar>& Z, const Matrix<Scalar>& Y, Matrix<Scalar>* G,
+                     const std::vector<double>* weights = nullptr) {
+    if (weights && !weights->empty())
+      detail::raise<ValueError>("regression: class weights apply to classifiers only");
     const double n = double(Z.size());
     double total = 0;
     if (G) G->resize(Z.rows(), Z.cols());
@@ -210,6 +246,19 @@ struct Regression {
         if (G) (*G)(k, b) = Scalar(2.0 * d / n);
       }
     return total / n;
+  }
+
+  /// R² of predictions Z against targets Y (rows: outputs), averaged uniformly over outputs
+  /// (scikit-learn's r2_score).
+  template <class Scalar>
+  static double metric(const Matrix<Scalar>& Z, const Matrix<Scalar>& Y) {
+    double r2 = 0;
+    for (Index k = 0; k < Y.rows(); ++k) {
+      const Eigen::RowVectorXd y = Y.row(k).template cast<double>(), z = Z.row(k).template cast<double>();
+      const double ss_tot = (y.array() - y.mean()).square().sum(), ss_res = (y - z).squaredNorm();
+      r2 += ss_tot > 0 ? 1.0 - ss_res / ss_tot : (ss_res == 0 ? 1.0 : 0.0);
+    }
+    return r2 / double(Y.rows());
   }
 };
 

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstdio>
+#include <limits>
 #include <cmath>
 #include <numeric>
 #include <span>
@@ -15,6 +17,10 @@
 #include "nmsnn/core/random.hpp"
 #include "nmsnn/optim/optimizers.hpp"
 #include "nmsnn/train/fit_options.hpp"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
 
 namespace nmsnn::detail {
 
@@ -62,22 +68,68 @@ void guarded_step(std::span<const Parameter<Scalar>> params, Optimizer& opt, dou
       }
 }
 
-/// The epoch loop. Model provides: Scalar, next_stream(), train_batch(Xb, Yb, ids, stream) ->
-/// loss with gradients, parameters().
+/// Draws a progress bar on standard error when asked to, or when it is a terminal.
+class ProgressBar {
+ public:
+  explicit ProgressBar(Progress mode) {
+#if defined(__unix__) || defined(__APPLE__)
+    on_ = mode == Progress::on || (mode == Progress::automatic && ::isatty(::fileno(stderr)));
+#else
+    on_ = mode == Progress::on;
+#endif
+  }
+  void update(Index epoch, Index epochs, Index done, Index total, double loss) {
+    if (!on_) return;
+    const int width = 30, filled = int(double(width) * double(done) / double(std::max<Index>(1, total)));
+    std::fprintf(stderr, "\repoch %ld/%ld [%.*s%*s] %3d%% loss %.4f", long(epoch), long(epochs), filled,
+                 "==============================", width - filled, "", int(100.0 * double(done) / double(total)), loss);
+    std::fflush(stderr);
+  }
+  void end_epoch(const EpochRecord& r) {
+    if (!on_) return;
+    std::fprintf(stderr, "\repoch %ld: loss %.4f metric %.4f", long(r.epoch), r.loss, r.metric);
+    if (r.val_loss) std::fprintf(stderr, "  val_loss %.4f val_metric %.4f", *r.val_loss, *r.val_metric);
+    std::fprintf(stderr, "  %.2fs%20s\n", r.seconds, "");
+  }
+
+ private:
+  bool on_ = false;
+};
+
+template <class Scalar>
+std::vector<std::vector<Scalar>> snapshot(std::span<const Parameter<Scalar>> params) {
+  std::vector<std::vector<Scalar>> s;
+  for (const auto& p : params) s.emplace_back(p.value, p.value + p.size);
+  return s;
+}
+
+/// The epoch loop. Model provides: Scalar, Task, next_stream(), train_batch(Xb, Yb, ids,
+/// stream, &readout, weights) -> loss with gradients, parameters(), and
+/// validation_loss_metric(Xv, Yv) -> {loss, metric}. Y (and Yv) are targets in the engine's
+/// layout (rows x n).
 template <class Model, class Derived, class Optimizer>
-History fit_loop(Model& model, const Eigen::MatrixBase<Derived>& X,
-                 const Matrix<typename Model::Scalar>& Y, Optimizer& opt, const FitOptions& options,
-                 std::uint64_t seed) {
+History fit_loop(Model& model, const Eigen::MatrixBase<Derived>& X, const Matrix<typename Model::Scalar>& Y,
+                 const Eigen::MatrixXd* Xv, const Matrix<typename Model::Scalar>* Yv, Optimizer& opt,
+                 const FitOptions& options, std::uint64_t seed) {
   using Scalar = typename Model::Scalar;
+  using Task = typename Model::TaskT;
   options.validate();
   if (options.threads > 0) set_num_threads(options.threads);
   const Index n = X.rows();
   const Index batch = std::min(options.batch_size, n);
+  const std::vector<double>* weights = options.class_weights.empty() ? nullptr : &options.class_weights;
+  const double lr0 = opt.learning_rate();
   History history;
-  Matrix<Scalar> Xb, Yb;
+  ProgressBar bar(options.progress);
+  Matrix<Scalar> Xb, Yb, R, Rall(model.outputs(), n), Yall(Y.rows(), n);
   std::vector<std::uint32_t> ids;
+  double best = std::numeric_limits<double>::infinity();
+  std::vector<std::vector<Scalar>> best_weights;
+  Index since_best = 0;
   for (Index epoch = 0; epoch < options.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
+    const double lr = options.schedule.rate(lr0, epoch, options.epochs);
+    opt.set_learning_rate(lr);
     const std::uint32_t stream = model.next_stream();
     std::vector<Index> idx;
     if (options.shuffle) idx = shuffled_indices(n, seed, stream);
@@ -95,16 +147,59 @@ History fit_loop(Model& model, const Eigen::MatrixBase<Derived>& X,
         Yb.col(b - begin) = Y.col(idx[b]);
         ids[b - begin] = std::uint32_t(idx[b]);
       }
-      const double loss = model.train_batch(Xb, Yb, ids.data(), stream);
+      const double loss = model.train_batch(Xb, Yb, ids.data(), stream, &R, weights);
       const auto params = model.parameters();
       guarded_step<Scalar>(std::span<const Parameter<Scalar>>(params), opt, loss,
                            concat("fit (epoch ", epoch + 1, ", batch ", begin / batch + 1, ")"));
+      Rall.middleCols(begin, end - begin) = R;
+      Yall.middleCols(begin, end - begin) = Yb;
       total += loss * double(end - begin);
+      bar.update(epoch + 1, options.epochs, end, n, total / double(end));
     }
-    history.loss.push_back(total / double(n));
-    history.seconds.push_back(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    EpochRecord rec;
+    rec.epoch = epoch + 1;
+    rec.loss = total / double(n);
+    rec.metric = Task::metric(Rall, Yall);
+    rec.learning_rate = lr;
+    history.loss.push_back(rec.loss);
+    history.metric.push_back(rec.metric);
+    history.learning_rate.push_back(lr);
+    if (Xv) {
+      const auto [vl, vm] = model.validation_loss_metric(*Xv, *Yv, weights);
+      rec.val_loss = vl;
+      rec.val_metric = vm;
+      history.val_loss.push_back(vl);
+      history.val_metric.push_back(vm);
+    }
+    rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    history.seconds.push_back(rec.seconds);
+    bar.end_epoch(rec);
+    const double monitored = rec.val_loss ? *rec.val_loss : rec.loss;
+    if (monitored < best - options.min_delta) {
+      best = monitored;
+      history.best_epoch = epoch + 1;
+      since_best = 0;
+      if (options.restore_best && (options.patience > 0 || Xv)) {
+        const auto params = model.parameters();
+        best_weights = snapshot<Scalar>(std::span<const Parameter<Scalar>>(params));
+      }
+    } else {
+      ++since_best;
+    }
+    if (options.callback && !options.callback(rec)) {
+      history.stopped_early = true;
+      break;
+    }
+    if (options.patience > 0 && since_best >= options.patience) {
+      history.stopped_early = true;
+      break;
+    }
   }
+  if (!best_weights.empty() && history.best_epoch != Index(history.loss.size())) {
+    const auto params = model.parameters();
+    for (std::size_t k = 0; k < params.size(); ++k) std::copy(best_weights[k].begin(), best_weights[k].end(), params[k].value);
+  }
+  opt.set_learning_rate(lr0);
   return history;
 }
 

@@ -1,0 +1,76 @@
+// nmsnn/data/idx.hpp — MNIST's IDX file format (big-endian header: two zero bytes, a type
+// code, the number of dimensions, then each dimension as a 32-bit integer, then the data).
+// Only unsigned-byte data (MNIST's images and labels) is read. A truncated or inconsistent
+// file throws IoError; sizes are checked against the file's length before any allocation.
+#pragma once
+
+#include <cstdint>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "nmsnn/core/config.hpp"
+#include "nmsnn/core/errors.hpp"
+
+namespace nmsnn {
+
+struct IdxArray {
+  std::vector<Index> dims;
+  std::vector<std::uint8_t> data;
+};
+
+inline IdxArray read_idx(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) detail::raise<IoError>("read_idx: cannot open '", path, "'");
+  in.seekg(0, std::ios::end);
+  const std::uint64_t size = std::uint64_t(in.tellg());
+  in.seekg(0);
+  unsigned char head[4];
+  if (size < 4 || !in.read(reinterpret_cast<char*>(head), 4))
+    detail::raise<IoError>("read_idx: ", path, ": too short for an IDX header");
+  if (head[0] != 0 || head[1] != 0) detail::raise<IoError>("read_idx: ", path, ": not an IDX file (bad magic)");
+  if (head[2] != 0x08)
+    detail::raise<IoError>("read_idx: ", path, ": only unsigned-byte data (type 0x08) is supported, found 0x",
+                           std::hex, int(head[2]));
+  const int nd = head[3];
+  if (nd < 1 || nd > 4) detail::raise<IoError>("read_idx: ", path, ": unsupported number of dimensions ", nd);
+  IdxArray a;
+  std::uint64_t count = 1;
+  for (int i = 0; i < nd; ++i) {
+    unsigned char b[4];
+    if (!in.read(reinterpret_cast<char*>(b), 4)) detail::raise<IoError>("read_idx: ", path, ": truncated header");
+    const std::uint64_t d = (std::uint64_t(b[0]) << 24) | (std::uint64_t(b[1]) << 16) | (std::uint64_t(b[2]) << 8) | b[3];
+    if (d == 0) detail::raise<IoError>("read_idx: ", path, ": dimension ", i, " is zero");
+    count *= d;
+    if (count > size) detail::raise<IoError>("read_idx: ", path, ": header claims more data than the file holds");
+    a.dims.push_back(Index(d));
+  }
+  const std::uint64_t header = 4 + 4 * std::uint64_t(nd);
+  if (size != header + count)
+    detail::raise<IoError>("read_idx: ", path, ": expected ", header + count, " bytes, the file has ", size);
+  a.data.resize(count);
+  if (!in.read(reinterpret_cast<char*>(a.data.data()), std::streamsize(count)))
+    detail::raise<IoError>("read_idx: ", path, ": truncated data");
+  return a;
+}
+
+/// Images as rows of pixel values scaled to [0, 1] (n x (rows * cols)).
+inline Eigen::MatrixXd read_idx_images(const std::string& path) {
+  const IdxArray a = read_idx(path);
+  if (a.dims.size() != 3) detail::raise<IoError>("read_idx_images: ", path, ": expected 3 dimensions, found ", a.dims.size());
+  const Index n = a.dims[0], p = a.dims[1] * a.dims[2];
+  Eigen::MatrixXd X(n, p);
+  for (Index i = 0; i < n; ++i)
+    for (Index j = 0; j < p; ++j) X(i, j) = double(a.data[std::size_t(i * p + j)]) / 255.0;
+  return X;
+}
+
+inline Eigen::VectorXd read_idx_labels(const std::string& path) {
+  const IdxArray a = read_idx(path);
+  if (a.dims.size() != 1) detail::raise<IoError>("read_idx_labels: ", path, ": expected 1 dimension, found ", a.dims.size());
+  Eigen::VectorXd y(a.dims[0]);
+  for (Index i = 0; i < y.size(); ++i) y(i) = a.data[std::size_t(i)];
+  return y;
+}
+
+}  // namespace nmsnn
