@@ -69,3 +69,41 @@ TEST_CASE("read_csv: malformed files throw IoError naming file, line and column"
   expect("a,b\n\"1,2\n", "unterminated");
   CHECK_THROWS_AS(read_csv("/nonexistent/file.csv"), IoError);
 }
+
+TEST_CASE("IDX files: images and labels, and malformed files") {
+  // A 2-image 2x3 file and its labels, written the way MNIST's are.
+  std::string img = std::string("\0\0\x08\x03", 4) + std::string("\0\0\0\x02\0\0\0\x02\0\0\0\x03", 12);
+  for (int i = 0; i < 12; ++i) img += char(i * 20);
+  const auto pi = write_file("img.idx", img);
+  const Eigen::MatrixXd X = read_idx_images(pi);
+  CHECK(X.rows() == 2);
+  CHECK(X.cols() == 6);
+  CHECK(X(1, 5) == Approx(220.0 / 255.0));
+  const auto pl = write_file("lab.idx", std::string("\0\0\x08\x01\0\0\0\x02\x07\x03", 10));
+  const Eigen::VectorXd y = read_idx_labels(pl);
+  CHECK(y(0) == 7);
+  CHECK(y(1) == 3);
+  CHECK_THROWS_AS(read_idx_labels(pi), IoError);  // images are not labels
+  // Truncated, foreign, and a header that claims more than the file holds.
+  const auto t = write_file("t.idx", img.substr(0, img.size() - 1));
+  CHECK_THROWS_AS(read_idx(t), IoError);
+  const auto f = write_file("f.idx", "hello world");
+  CHECK_THROWS_AS(read_idx(f), IoError);
+  const auto g = write_file("g.idx", std::string("\0\0\x08\x02\x7f\xff\xff\xff\x7f\xff\xff\xff", 12));
+  CHECK_THROWS_AS(read_idx(g), IoError);
+  for (const auto& p : {pi, pl, t, f, g}) std::remove(p.c_str());
+}
+
+TEST_CASE("write_csv round-trips through read_csv and replaces files atomically") {
+  Eigen::MatrixXd M(3, 2);
+  M << 0.1, 1e-30, -2.5, 3.0, 1.0 / 3.0, 42;
+  const std::string path = "nmsnn_test_out.csv";
+  write_csv(path, M, {"a, quoted", "target"});
+  const Dataset d = read_csv(path);
+  CHECK(d.feature_names[0] == "a, quoted");
+  CHECK(d.X.col(0) == M.col(0));
+  CHECK(d.y == M.col(1));
+  CHECK_THROWS_AS(write_csv("/nonexistent-dir/x.csv", M, {"a", "b"}), IoError);
+  CHECK_THROWS_AS(write_csv(path, M, {"only one"}), ShapeError);
+  std::remove(path.c_str());
+}

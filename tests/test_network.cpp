@@ -207,3 +207,81 @@ TEST_CASE("binary and regression heads learn simple problems") {
   reg.fit(X, yr, adam2, {.epochs = 40, .batch_size = 16});
   CHECK(reg.score(X, yr) >= 0.8);
 }
+
+TEST_CASE("training loop: validation, metric history, early stopping with best-weights restore") {
+  Eigen::VectorXi y;
+  const Eigen::MatrixXd X = blobs(240, 6, y, 8);
+  SpikingNetwork<MulticlassClassification> net({.inputs = 6, .outputs = 3, .time_steps = 16, .seed = 2});
+  Adam adam({.learning_rate = 5e-2});  // large on purpose: the validation loss turns up
+  std::vector<Index> seen;
+  const History h = net.fit(X, y, adam,
+                            {.epochs = 40, .batch_size = 16, .validation_fraction = 0.25, .patience = 3,
+                             .callback = [&](const EpochRecord& r) {
+                               seen.push_back(r.epoch);
+                               return true;
+                             },
+                             .progress = Progress::off});
+  REQUIRE(h.val_loss.size() == h.loss.size());
+  REQUIRE(h.metric.size() == h.loss.size());
+  CHECK(seen.size() == h.loss.size());
+  CHECK(h.best_epoch >= 1);
+  const auto best = std::min_element(h.val_loss.begin(), h.val_loss.end()) - h.val_loss.begin();
+  CHECK(h.best_epoch == best + 1);
+  if (h.stopped_early) CHECK(Index(h.loss.size()) == h.best_epoch + 3);
+  // The restored weights give the best epoch's validation loss again.
+  const Split split = train_test_split(240, 0.25, 2, &y);
+  const Eigen::MatrixXd Xv = take_rows(X, split.test);
+  const Eigen::VectorXi yv = take_rows(y, split.test);
+  CHECK(net.evaluate(Xv, yv) == Approx(h.val_loss[std::size_t(best)]).epsilon(1e-5));
+  // The training metric is the accuracy of the epoch's own predictions.
+  for (double a : h.metric) CHECK((a >= 0 && a <= 1));
+}
+
+TEST_CASE("training loop: a callback stops, schedules set the learning rate, class weights count") {
+  Eigen::VectorXi y;
+  const Eigen::MatrixXd X = blobs(90, 6, y, 9);
+  SpikingNetwork<MulticlassClassification> net({.inputs = 6, .outputs = 3, .time_steps = 8, .seed = 3});
+  Adam adam({.learning_rate = 1e-2});
+  History h = net.fit(X, y, adam, {.epochs = 10, .callback = [](const EpochRecord& r) { return r.epoch < 2; }});
+  CHECK(h.loss.size() == 2);
+  CHECK(h.stopped_early);
+  h = net.fit(X, y, adam, {.epochs = 5, .schedule = {.kind = LrSchedule::step, .step_size = 2, .gamma = 0.5}});
+  CHECK(h.learning_rate == std::vector<double>{1e-2, 1e-2, 5e-3, 5e-3, 2.5e-3});
+  CHECK(adam.learning_rate() == 1e-2);  // restored after fit
+  h = net.fit(X, y, adam, {.epochs = 3, .schedule = {.kind = LrSchedule::cosine}});
+  CHECK(h.learning_rate[1] == Approx(1e-2 * (1 + std::cos(3.14159265358979 / 3)) / 2));
+  // Weighted loss: sum w[y] l / sum w[y], checked against the unweighted loss by classes.
+  SpikingNetwork<MulticlassClassification, double> d({.inputs = 6, .outputs = 3, .time_steps = 8, .encoder = Encoding::direct, .seed = 1});
+  const Matrix<double> Xb = X.transpose();
+  const Matrix<double> Y = y.cast<double>().transpose();
+  std::vector<std::uint32_t> ids(90);
+  const Matrix<double> R = d.forward_batch(Xb, ids.data(), {});
+  const std::vector<double> w = {1.0, 2.0, 0.5};
+  double num = 0, den = 0;
+  for (Index b = 0; b < 90; ++b) {
+    const double l = MulticlassClassification::loss<double>(R.col(b), Y.col(b), nullptr);
+    num += w[std::size_t(y(b))] * l;
+    den += w[std::size_t(y(b))];
+  }
+  CHECK(MulticlassClassification::loss<double>(R, Y, nullptr, &w) == Approx(num / den).epsilon(1e-12));
+  CHECK_THROWS_AS(net.fit(X, y, adam, {.epochs = 1, .class_weights = {1.0, 2.0}}), ValueError);
+  CHECK_THROWS_AS(net.fit(X, y, adam, {.epochs = 1, .validation_fraction = 1.5}), ValueError);
+}
+
+TEST_CASE("regression targets are standardised for training and mapped back") {
+  CounterRng rng(2, RandomDomain::split, 4);
+  Eigen::MatrixXd X(200, 2);
+  Eigen::VectorXd y(200);
+  for (Index i = 0; i < 200; ++i) {
+    X(i, 0) = rng.normal();
+    X(i, 1) = rng.normal();
+    y(i) = 150.0 + 40.0 * X(i, 0) - 20.0 * X(i, 1);  // far outside a neuron's range
+  }
+  SpikingNetwork<Regression> net({.inputs = 2, .time_steps = 32, .seed = 1});
+  Adam adam({.learning_rate = 1e-2});
+  net.fit(X, y, adam, {.epochs = 30, .batch_size = 16});
+  CHECK(net.target_offset()(0) == Approx(y.mean()).epsilon(1e-6));
+  CHECK(net.score(X, y) >= 0.8);
+  const Eigen::MatrixXf p = net.predict(X);
+  CHECK(std::abs(p.mean() - y.mean()) < 10.0);
+}

@@ -59,22 +59,22 @@ struct ClassificationReport {
     for (const auto& n : class_names) width = std::max(width, n.size());
     std::string out;
     char buf[256];
-    std::snprintf(buf, sizeof buf, "%*s %9s %9s %9s %9s\n\n", int(width), "", "precision", "recall",
+    std::snprintf(buf, sizeof buf, "%*s  %9s %9s %9s %9s\n\n", int(width), "", "precision", "recall",
                   "f1-score", "support");
     out += buf;
     const Index total = support.sum();
     for (Index k = 0; k < precision.size(); ++k) {
-      std::snprintf(buf, sizeof buf, "%*s %9.*f %9.*f %9.*f %9d\n", int(width), class_names[std::size_t(k)].c_str(),
+      std::snprintf(buf, sizeof buf, "%*s  %9.*f %9.*f %9.*f %9d\n", int(width), class_names[std::size_t(k)].c_str(),
                     digits, precision(k), digits, recall(k), digits, f1(k), support(k));
       out += buf;
     }
-    std::snprintf(buf, sizeof buf, "\n%*s %9s %9s %9.*f %9ld\n", int(width), "accuracy", "", "", digits, accuracy,
+    std::snprintf(buf, sizeof buf, "\n%*s  %9s %9s %9.*f %9ld\n", int(width), "accuracy", "", "", digits, accuracy,
                   long(total));
     out += buf;
-    std::snprintf(buf, sizeof buf, "%*s %9.*f %9.*f %9.*f %9ld\n", int(width), "macro avg", digits, macro_precision,
+    std::snprintf(buf, sizeof buf, "%*s  %9.*f %9.*f %9.*f %9ld\n", int(width), "macro avg", digits, macro_precision,
                   digits, macro_recall, digits, macro_f1, long(total));
     out += buf;
-    std::snprintf(buf, sizeof buf, "%*s %9.*f %9.*f %9.*f %9ld\n", int(width), "weighted avg", digits,
+    std::snprintf(buf, sizeof buf, "%*s  %9.*f %9.*f %9.*f %9ld\n", int(width), "weighted avg", digits,
                   weighted_precision, digits, weighted_recall, digits, weighted_f1, long(total));
     out += buf;
     return out;
@@ -182,18 +182,15 @@ inline double roc_auc_ovr(const Labels& y_true, const Eigen::MatrixXd& proba) {
   return sum / double(proba.cols());
 }
 
-/// Precision–recall curve (x: recall, y: precision), as scikit-learn's: from the highest
-/// threshold down, ending at recall 0 with precision 1.
+/// Precision–recall curve (x: recall, y: precision), as scikit-learn's (1.2): thresholds in
+/// increasing order, then a last point at recall 0 with precision 1.
 inline Curve precision_recall_curve(const Labels& y_true, const Eigen::VectorXd& score) {
   std::vector<double> tps, fps, thr;
   detail::binary_counts(y_true, score, tps, fps, thr);
   const double P = tps.back();
   if (P == 0) detail::raise<ValueError>("precision_recall_curve: no positive label");
   Curve c;
-  // scikit-learn stops at the first threshold reaching full recall and reverses the order.
-  std::size_t last = 0;
-  while (last + 1 < tps.size() && tps[last] < P) ++last;
-  for (std::size_t i = last + 1; i-- > 0;) {
+  for (std::size_t i = tps.size(); i-- > 0;) {
     c.y.push_back(tps[i] / (tps[i] + fps[i]));
     c.x.push_back(tps[i] / P);
     c.thresholds.push_back(thr[i]);
