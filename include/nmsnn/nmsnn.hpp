@@ -20,3 +20,4 @@
 #include "nmsnn/io/atomic_file.hpp"
 #include "nmsnn/metrics/metrics.hpp"
 #include "nmsnn/preprocessing/preprocessing.hpp"
+#include "nmsnn/io/model_file.hpp"
