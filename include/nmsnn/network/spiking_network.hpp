@@ -22,6 +22,7 @@
 #include "nmsnn/core/random.hpp"
 #include "nmsnn/encoders/input_encoder.hpp"
 #include "nmsnn/layers/spiking_layer.hpp"
+#include "nmsnn/network/estimator.hpp"
 #include "nmsnn/optim/optimizers.hpp"
 #include "nmsnn/readout/output_reducer.hpp"
 #include "nmsnn/tasks/tasks.hpp"
@@ -45,19 +46,21 @@ struct SpikingOptions {
 };
 
 template <TaskType Task, FloatingScalar ScalarT = float>
-class SpikingNetwork {
+class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, ScalarT> {
+  using Base = Estimator<SpikingNetwork<Task, ScalarT>, Task, ScalarT>;
+  friend Base;
+
  public:
   using Scalar = ScalarT;
   using TaskT = Task;
   using Layer = SpikingLayer<Scalar>;
+  using Base::predict_stream;
 
   explicit SpikingNetwork(const SpikingOptions& options);
 
   // --- architecture ------------------------------------------------------------------
   Index inputs() const { return layers_.front().inputs(); }
   Index outputs() const { return layers_.back().outputs(); }
-  /// Number of classes (classifiers) or 0 (regression).
-  Index classes() const { return Task::classes(outputs()); }
   Index time_steps() const { return reducer_.time_steps(); }
   Index begin_eval() const { return reducer_.begin_eval(); }
   const OutputReducer<Scalar>& readout() const { return reducer_; }
@@ -71,50 +74,8 @@ class SpikingNetwork {
   std::vector<Parameter<Scalar>> parameters();
   Index parameter_count() const;
 
-  // --- training ----------------------------------------------------------------------
-  /// Loss of the batch (X: n x inputs, y: labels or n x outputs targets) and the gradients
-  /// of every weight and bias (read them with layer(i).weight_gradient()). Uses fresh masks.
-  template <class DX, class DY>
-  double compute_gradients(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y);
-
-  /// compute_gradients, then one optimiser step. Throws NumericalError, weights untouched,
-  /// when the loss or a gradient is not finite.
-  template <class DX, class DY, class Optimizer>
-  double train_step(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y, Optimizer& opt);
-
-  /// Mini-batch training; returns the per-epoch history (loss, metric, validation figures,
-  /// times). Regression targets are standardised for training (options.standardize_targets)
-  /// and predictions mapped back; the history's losses are then in standardised units.
-  template <class DX, class DY, class Optimizer>
-  History fit(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y, Optimizer& opt,
-              const FitOptions& options = {});
-  /// The same with explicit validation data.
-  template <class DX, class DY, class DXV, class DYV, class Optimizer>
-  History fit(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y, const Eigen::MatrixBase<DXV>& X_val,
-              const Eigen::MatrixBase<DYV>& y_val, Optimizer& opt, const FitOptions& options = {});
-
-  /// Regression targets' standardisation: y_model = (y - offset) / scale (identity when unset).
-  const Eigen::RowVectorXd& target_offset() const { return target_offset_; }
-  const Eigen::RowVectorXd& target_scale() const { return target_scale_; }
-  void set_target_scaling(Eigen::RowVectorXd offset, Eigen::RowVectorXd scale);
-
-  // --- inference (deterministic: masks keyed by the row index and a fixed stream) --------
-  /// The readout (n x outputs): logits for classifiers, values for regression.
-  template <class DX>
-  Matrix<Scalar> decision_function(const Eigen::MatrixBase<DX>& X) const;
-  /// Labels (classifiers) or values n x outputs (regression).
-  template <class DX>
-  auto predict(const Eigen::MatrixBase<DX>& X) const;
-  /// Class probabilities, n x classes (binary: columns P(0), P(1)).
-  template <class DX>
-  Matrix<Scalar> predict_proba(const Eigen::MatrixBase<DX>& X) const
-    requires(Task::is_classifier);
-  /// Mean loss on (X, y) without training (regression: in target units).
-  template <class DX, class DY>
-  double evaluate(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y) const;
-  /// Accuracy (classifiers) or R² (regression), as scikit-learn's score.
-  template <class DX, class DY>
-  double score(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y) const;
+  // Training and inference (fit, predict, predict_proba, evaluate, score, ...): see
+  // Estimator (nmsnn/network/estimator.hpp).
 
   // --- engine interface (used by the trainer, the benchmarks and the GPU path) -----------
   /// Forward pass of a batch in engine layout (Xb: inputs x B). Returns the readout
@@ -131,13 +92,6 @@ class SpikingNetwork {
   double train_batch(const Matrix<Scalar>& Xb, const Matrix<Scalar>& Yb, const std::uint32_t* ids,
                      std::uint32_t stream, Matrix<Scalar>* readout = nullptr,
                      const std::vector<double>* class_weights = nullptr);
-  /// Loss and metric on validation rows (targets in engine layout, model units).
-  std::pair<double, double> validation_loss_metric(const Eigen::MatrixXd& X, const Matrix<Scalar>& Y,
-                                                   const std::vector<double>* class_weights) const;
-  /// The stream id of the next training pass (each pass draws fresh masks).
-  std::uint32_t next_stream() { return stream_counter_++; }
-  /// Stream of inference passes.
-  static constexpr std::uint32_t predict_stream = 0xFFFFFFFFu;
   /// Steps of layer 1's encoded input generated at once (bounds memory by F x chunk x B).
   Index input_chunk_steps(Index batch) const;
   /// Fraction of layer l's outputs o_t that were > 0 (spikes) in the last forward_train()
@@ -153,27 +107,10 @@ class SpikingNetwork {
   std::size_t workspace_bytes(Index batch) const;
 
  private:
-  template <class DX>
-  void check_features(const Eigen::MatrixBase<DX>& X, std::string_view where) const;
-  template <class DX, class DY>
-  Matrix<Scalar> check_and_encode(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y,
-                                  std::string_view where) const;
-  template <class DX>
-  Matrix<Scalar> readout_rows(const Eigen::MatrixBase<DX>& X) const;  // outputs x n
-  /// Readout mapped to target units (regression), outputs x n.
-  template <class DX>
-  Matrix<Scalar> prediction_rows(const Eigen::MatrixBase<DX>& X) const;
-  template <class DX, class Optimizer>
-  History fit_encoded(const Eigen::MatrixBase<DX>& X, Matrix<Scalar> Y, const Eigen::MatrixXd* Xv, Matrix<Scalar>* Yv,
-                      Optimizer& opt, const FitOptions& options);
-  void check_class_weights(const FitOptions& options) const;
-  Eigen::RowVectorXd target_offset_, target_scale_;
-
   SpikingOptions options_;
   InputEncoder<Scalar> encoder_;
   std::vector<Layer> layers_;
   OutputReducer<Scalar> reducer_;
-  std::uint32_t stream_counter_ = 0;
 
   // Workspace of the last training forward pass (kept for backward). Inference allocates its
   // own, so const methods stay thread-safe.

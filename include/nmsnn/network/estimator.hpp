@@ -1,0 +1,315 @@
+// nmsnn/network/estimator.hpp — what every network of the library offers its users, written
+// once (CRTP): input validation, fit (mini-batches, validation data or fraction, target
+// standardisation for regression), predict, predict_proba, evaluate and score. A network
+// (SpikingNetwork, DenseNetwork) supplies its engine: inputs(), outputs(), seed(),
+// parameters(), forward_batch() for inference and train_batch() for a training step.
+#pragma once
+
+#include <cstdint>
+#include <numeric>
+#include <span>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "nmsnn/core/config.hpp"
+#include "nmsnn/core/errors.hpp"
+#include "nmsnn/encoders/input_encoder.hpp"
+#include "nmsnn/optim/optimizers.hpp"
+#include "nmsnn/preprocessing/preprocessing.hpp"
+#include "nmsnn/tasks/tasks.hpp"
+#include "nmsnn/train/fit_options.hpp"
+#include "nmsnn/train/trainer.hpp"
+
+namespace nmsnn {
+
+template <class Derived, class Task, class ScalarT>
+class Estimator {
+ public:
+  using Scalar = ScalarT;
+  using TaskT = Task;
+
+  /// Number of classes (classifiers) or 0 (regression).
+  Index classes() const { return Task::classes(self().outputs()); }
+
+  // --- training ----------------------------------------------------------------------
+  /// Loss of the batch (X: n x inputs, y: labels or n x outputs targets) and the gradients
+  /// of every parameter. Uses fresh random draws (masks, dropout).
+  template <class DX, class DY>
+  double compute_gradients(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y);
+
+  /// compute_gradients, then one optimiser step. Throws NumericalError, weights untouched,
+  /// when the loss or a gradient is not finite.
+  template <class DX, class DY, class Optimizer>
+  double train_step(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y, Optimizer& opt);
+
+  /// Mini-batch training; returns the per-epoch history (loss, metric, validation figures,
+  /// times). Regression targets are standardised for training (options.standardize_targets)
+  /// and predictions mapped back; the history's losses are then in standardised units.
+  template <class DX, class DY, class Optimizer>
+  History fit(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y, Optimizer& opt,
+              const FitOptions& options = {});
+  /// The same with explicit validation data.
+  template <class DX, class DY, class DXV, class DYV, class Optimizer>
+  History fit(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y, const Eigen::MatrixBase<DXV>& X_val,
+              const Eigen::MatrixBase<DYV>& y_val, Optimizer& opt, const FitOptions& options = {});
+
+  /// Regression targets' standardisation: y_model = (y - offset) / scale (identity when unset).
+  const Eigen::RowVectorXd& target_offset() const { return target_offset_; }
+  const Eigen::RowVectorXd& target_scale() const { return target_scale_; }
+  void set_target_scaling(Eigen::RowVectorXd offset, Eigen::RowVectorXd scale);
+
+  // --- inference (deterministic: draws keyed by the row index and a fixed stream) -------
+  /// The raw output (n x outputs): logits for classifiers, model-unit values for regression.
+  template <class DX>
+  Matrix<Scalar> decision_function(const Eigen::MatrixBase<DX>& X) const;
+  /// Labels (classifiers) or values n x outputs (regression).
+  template <class DX>
+  auto predict(const Eigen::MatrixBase<DX>& X) const;
+  /// Class probabilities, n x classes (binary: columns P(0), P(1)).
+  template <class DX>
+  Matrix<Scalar> predict_proba(const Eigen::MatrixBase<DX>& X) const
+    requires(Task::is_classifier);
+  /// Mean loss on (X, y) without training (regression: in target units).
+  template <class DX, class DY>
+  double evaluate(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y) const;
+  /// Accuracy (classifiers) or R² (regression), as scikit-learn's score.
+  template <class DX, class DY>
+  double score(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y) const;
+
+  /// Loss and metric on validation rows (targets in engine layout, model units).
+  std::pair<double, double> validation_loss_metric(const Eigen::MatrixXd& X, const Matrix<Scalar>& Y,
+                                                   const std::vector<double>* class_weights) const;
+  /// The stream id of the next training pass (each pass draws fresh random numbers).
+  std::uint32_t next_stream() { return stream_counter_++; }
+  /// Stream of inference passes.
+  static constexpr std::uint32_t predict_stream = 0xFFFFFFFFu;
+
+ protected:
+  Derived& self() { return static_cast<Derived&>(*this); }
+  const Derived& self() const { return static_cast<const Derived&>(*this); }
+
+  template <class DX>
+  void check_features(const Eigen::MatrixBase<DX>& X, std::string_view where) const;
+  template <class DX, class DY>
+  Matrix<Scalar> check_and_encode(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y,
+                                  std::string_view where) const;
+  template <class DX>
+  Matrix<Scalar> readout_rows(const Eigen::MatrixBase<DX>& X) const;  // outputs x n
+  /// Readout mapped to target units (regression), outputs x n.
+  template <class DX>
+  Matrix<Scalar> prediction_rows(const Eigen::MatrixBase<DX>& X) const;
+  template <class DX, class Optimizer>
+  History fit_encoded(const Eigen::MatrixBase<DX>& X, Matrix<Scalar> Y, const Eigen::MatrixXd* Xv, Matrix<Scalar>* Yv,
+                      Optimizer& opt, const FitOptions& options);
+  void check_class_weights(const FitOptions& options) const;
+
+  Eigen::RowVectorXd target_offset_, target_scale_;
+  std::uint32_t stream_counter_ = 0;
+};
+
+template <class Derived, class Task, class S>
+std::pair<double, double> Estimator<Derived, Task, S>::validation_loss_metric(
+    const Eigen::MatrixXd& X, const Matrix<S>& Y, const std::vector<double>* class_weights) const {
+  const Matrix<S> R = readout_rows(X);
+  return {Task::loss(R, Y, static_cast<Matrix<S>*>(nullptr), class_weights), Task::metric(R, Y)};
+}
+
+template <class Derived, class Task, class S>
+void Estimator<Derived, Task, S>::set_target_scaling(Eigen::RowVectorXd offset, Eigen::RowVectorXd scale) {
+  if (offset.size() == 0 && scale.size() == 0) {
+    target_offset_.resize(0);
+    target_scale_.resize(0);
+    return;
+  }
+  if (offset.size() != self().outputs() || scale.size() != self().outputs())
+    detail::raise<ShapeError>("set_target_scaling: expected ", self().outputs(), " offsets and scales");
+  if (!offset.allFinite() || !scale.allFinite() || (scale.array() <= 0).any())
+    detail::raise<ValueError>("set_target_scaling: offsets must be finite and scales finite and > 0");
+  target_offset_ = std::move(offset);
+  target_scale_ = std::move(scale);
+}
+
+template <class Derived, class Task, class S>
+template <class DX>
+void Estimator<Derived, Task, S>::check_features(const Eigen::MatrixBase<DX>& X, std::string_view where) const {
+  if (X.rows() < 1) detail::raise<ShapeError>(where, ": X has no rows (empty batch)");
+  if (X.cols() != self().inputs())
+    detail::raise<ShapeError>(where, ": X must have ", self().inputs(), " columns (features), found ", X.cols());
+  detail::require_finite(X, where, "X");
+}
+
+template <class Derived, class Task, class S>
+template <class DX, class DY>
+Matrix<S> Estimator<Derived, Task, S>::check_and_encode(const Eigen::MatrixBase<DX>& X,
+                                                    const Eigen::MatrixBase<DY>& y,
+                                                    std::string_view where) const {
+  check_features(X, where);
+  const Index rows = (y.cols() == 1 || (y.rows() == 1 && X.rows() != 1)) ? y.size() : y.rows();
+  if (rows != X.rows())
+    detail::raise<ShapeError>(where, ": X has ", X.rows(), " rows but y has ", rows);
+  return Task::template encode_targets<S>(y, self().outputs());
+}
+
+template <class Derived, class Task, class S>
+template <class DX, class DY>
+double Estimator<Derived, Task, S>::compute_gradients(const Eigen::MatrixBase<DX>& X,
+                                                  const Eigen::MatrixBase<DY>& y) {
+  const Matrix<S> Y = check_and_encode(X, y, "compute_gradients");
+  const Matrix<S> Xb = X.transpose().template cast<S>();
+  std::vector<std::uint32_t> ids(static_cast<std::size_t>(X.rows()));
+  std::iota(ids.begin(), ids.end(), 0u);
+  return self().train_batch(Xb, Y, ids.data(), next_stream());
+}
+
+template <class Derived, class Task, class S>
+template <class DX, class DY, class Optimizer>
+double Estimator<Derived, Task, S>::train_step(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y,
+                                           Optimizer& opt) {
+  static_assert(OptimizerFor<Optimizer, S>, "train_step: the optimiser needs step(span<const Parameter>)");
+  const double loss = compute_gradients(X, y);
+  const auto params = self().parameters();
+  detail::guarded_step<S>(std::span<const Parameter<S>>(params), opt, loss, "train_step");
+  return loss;
+}
+
+template <class Derived, class Task, class S>
+template <class DX, class DY, class Optimizer>
+History Estimator<Derived, Task, S>::fit(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y,
+                                     Optimizer& opt, const FitOptions& fo) {
+  static_assert(OptimizerFor<Optimizer, S>, "fit: the optimiser needs step(span<const Parameter>)");
+  fo.validate();
+  Matrix<S> Y = check_and_encode(X, y, "fit");
+  check_class_weights(fo);
+  if (fo.validation_fraction > 0) {
+    const std::uint64_t seed = fo.seed ? *fo.seed : self().seed();
+    Labels strata;
+    if constexpr (Task::is_classifier) strata = Y.row(0).transpose().template cast<int>();
+    const Split split = train_test_split(X.rows(), fo.validation_fraction, seed, Task::is_classifier ? &strata : nullptr);
+    const Eigen::MatrixXd Xt = take_rows(X.template cast<double>().eval(), split.train);
+    Eigen::MatrixXd Xv = take_rows(X.template cast<double>().eval(), split.test);
+    Matrix<S> Yt(Y.rows(), Index(split.train.size())), Yv(Y.rows(), Index(split.test.size()));
+    for (std::size_t i = 0; i < split.train.size(); ++i) Yt.col(Index(i)) = Y.col(split.train[i]);
+    for (std::size_t i = 0; i < split.test.size(); ++i) Yv.col(Index(i)) = Y.col(split.test[i]);
+    return fit_encoded(Xt, std::move(Yt), &Xv, &Yv, opt, fo);
+  }
+  return fit_encoded(X, std::move(Y), nullptr, nullptr, opt, fo);
+}
+
+template <class Derived, class Task, class S>
+template <class DX, class DY, class DXV, class DYV, class Optimizer>
+History Estimator<Derived, Task, S>::fit(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y,
+                                     const Eigen::MatrixBase<DXV>& X_val, const Eigen::MatrixBase<DYV>& y_val,
+                                     Optimizer& opt, const FitOptions& fo) {
+  static_assert(OptimizerFor<Optimizer, S>, "fit: the optimiser needs step(span<const Parameter>)");
+  fo.validate();
+  Matrix<S> Y = check_and_encode(X, y, "fit");
+  Matrix<S> Yv = check_and_encode(X_val, y_val, "fit (validation data)");
+  check_class_weights(fo);
+  Eigen::MatrixXd Xv = X_val.template cast<double>();
+  return fit_encoded(X, std::move(Y), &Xv, &Yv, opt, fo);
+}
+
+template <class Derived, class Task, class S>
+void Estimator<Derived, Task, S>::check_class_weights(const FitOptions& fo) const {
+  if (fo.class_weights.empty()) return;
+  if constexpr (!Task::is_classifier) detail::raise<ValueError>("fit: class weights apply to classifiers only");
+  if (Index(fo.class_weights.size()) != classes())
+    detail::raise<ValueError>("fit: expected ", classes(), " class weights, found ", fo.class_weights.size());
+}
+
+template <class Derived, class Task, class S>
+template <class DX, class Optimizer>
+History Estimator<Derived, Task, S>::fit_encoded(const Eigen::MatrixBase<DX>& X, Matrix<S> Y, const Eigen::MatrixXd* Xv,
+                                             Matrix<S>* Yv, Optimizer& opt, const FitOptions& fo) {
+  if constexpr (!Task::is_classifier) {
+    // Standardise the targets on the training rows: the model learns (y - mean) / (3 sd).
+    // The factor 3 keeps ±3 sd inside the range a neuron's inner state holds below its
+    // threshold (θ = 1): the readout averages states that reset once they cross it.
+    if (fo.standardize_targets) {
+      const Eigen::MatrixXd Yd = Y.template cast<double>();
+      Eigen::RowVectorXd mean = Yd.rowwise().mean().transpose();
+      Eigen::RowVectorXd sd = ((Yd.colwise() - mean.transpose()).array().square().rowwise().sum() / double(Yd.cols()))
+                                  .sqrt()
+                                  .transpose();
+      for (Index k = 0; k < sd.size(); ++k) sd(k) = sd(k) > 0 ? 3.0 * sd(k) : 1.0;
+      set_target_scaling(mean, sd);
+    } else {
+      set_target_scaling({}, {});
+    }
+    if (target_offset_.size()) {
+      for (Index k = 0; k < Y.rows(); ++k) {
+        Y.row(k) = ((Y.row(k).template cast<double>().array() - target_offset_(k)) / target_scale_(k)).template cast<S>();
+        if (Yv)
+          Yv->row(k) = ((Yv->row(k).template cast<double>().array() - target_offset_(k)) / target_scale_(k)).template cast<S>();
+      }
+    }
+  }
+  return detail::fit_loop(self(), X, Y, Xv, Yv, opt, fo, fo.seed ? *fo.seed : self().seed());
+}
+
+template <class Derived, class Task, class S>
+template <class DX>
+Matrix<S> Estimator<Derived, Task, S>::readout_rows(const Eigen::MatrixBase<DX>& X) const {
+  check_features(X, "predict");
+  const Index n = X.rows();
+  const Index batch = 256;
+  Matrix<S> R(self().outputs(), n);
+  std::vector<std::uint32_t> ids;
+  for (Index begin = 0; begin < n; begin += batch) {
+    const Index count = std::min(batch, n - begin);
+    const Matrix<S> Xb = X.middleRows(begin, count).transpose().template cast<S>();
+    ids.resize(std::size_t(count));
+    std::iota(ids.begin(), ids.end(), std::uint32_t(begin));
+    R.middleCols(begin, count) = self().forward_batch(Xb, ids.data(), DrawKey{self().seed(), predict_stream});
+  }
+  return R;
+}
+
+template <class Derived, class Task, class S>
+template <class DX>
+Matrix<S> Estimator<Derived, Task, S>::prediction_rows(const Eigen::MatrixBase<DX>& X) const {
+  Matrix<S> R = readout_rows(X);
+  if (target_offset_.size())
+    for (Index k = 0; k < R.rows(); ++k)
+      R.row(k) = (R.row(k).template cast<double>().array() * target_scale_(k) + target_offset_(k)).template cast<S>();
+  return R;
+}
+
+template <class Derived, class Task, class S>
+template <class DX>
+Matrix<S> Estimator<Derived, Task, S>::decision_function(const Eigen::MatrixBase<DX>& X) const {
+  return readout_rows(X).transpose();
+}
+
+template <class Derived, class Task, class S>
+template <class DX>
+auto Estimator<Derived, Task, S>::predict(const Eigen::MatrixBase<DX>& X) const {
+  if constexpr (Task::is_classifier) return Task::labels(readout_rows(X));
+  else return Matrix<S>(prediction_rows(X).transpose());
+}
+
+template <class Derived, class Task, class S>
+template <class DX>
+Matrix<S> Estimator<Derived, Task, S>::predict_proba(const Eigen::MatrixBase<DX>& X) const
+  requires(Task::is_classifier)
+{
+  return Task::probabilities(readout_rows(X));
+}
+
+template <class Derived, class Task, class S>
+template <class DX, class DY>
+double Estimator<Derived, Task, S>::evaluate(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y) const {
+  const Matrix<S> Y = check_and_encode(X, y, "evaluate");
+  return Task::loss(prediction_rows(X), Y, static_cast<Matrix<S>*>(nullptr));
+}
+
+template <class Derived, class Task, class S>
+template <class DX, class DY>
+double Estimator<Derived, Task, S>::score(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y) const {
+  const Matrix<S> Y = check_and_encode(X, y, "score");
+  return Task::metric(prediction_rows(X), Y);
+}
+
+
+}  // namespace nmsnn
