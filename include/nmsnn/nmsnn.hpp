@@ -14,6 +14,7 @@
 #include "nmsnn/train/fit_options.hpp"
 #include "nmsnn/train/trainer.hpp"
 #include "nmsnn/network/spiking_network.hpp"
+#include "nmsnn/network/dense_network.hpp"
 #include "nmsnn/data/csv.hpp"
 #include "nmsnn/data/idx.hpp"
 #include "nmsnn/data/synthetic.hpp"

@@ -80,7 +80,7 @@ inline void philox_uniform_8x4(std::uint32_t c0, const std::uint32_t (&c1)[8], s
 }
 
 /// What a stream of draws is for; each domain has its own key so streams never overlap.
-enum class RandomDomain : std::uint32_t { input_mask = 0, init = 1, shuffle = 2, split = 3 };
+enum class RandomDomain : std::uint32_t { input_mask = 0, init = 1, shuffle = 2, split = 3, dropout = 4 };
 
 inline constexpr Philox4x32::Key make_key(std::uint64_t seed, RandomDomain domain) {
   return {std::uint32_t(seed) ^ (std::uint32_t(domain) * 0x85EBCA6Bu),
