@@ -3,7 +3,8 @@
 //
 //   nmsnn-bench WORKLOAD [--threads N] [--batches K]
 //
-// WORKLOAD: binary, binary_noisy, iris, mnist, regression. Prints one JSON line:
+// WORKLOAD: binary, binary_noisy, iris, mnist, regression, and each with _mlp (the dense
+// network of the same width: Linear, ReLU, Linear, T = 1). Prints one JSON line:
 // workload, threads, batch, T, sec_per_batch (median of K timed steps after one warm-up),
 // sample_steps_per_s, peak_rss_mib, and gflops (arithmetic actually performed per second),
 // dense_equivalent_gflops (the dense model's arithmetic per second), input_density and
@@ -43,16 +44,26 @@ double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-template <class Task, class Opt>
+template <class Net>
+Net make_net(const Workload& w) {
+  if constexpr (requires { Net::predict_stream; } && requires(Net n) { n.time_steps(); })
+    return Net({.inputs = w.inputs, .outputs = w.outputs, .hidden = {w.hidden}, .time_steps = w.T,
+                .readout = w.readout, .seed = 0});
+  else  // the reference's MLP: Linear, ReLU, Linear
+    return Net({.inputs = w.inputs, .outputs = w.outputs, .hidden = {w.hidden}, .batch_norm = false,
+                .dropout = 0.0, .seed = 0});
+}
+
+template <class Net, class Opt>
 int run(const std::string& name, const Workload& w, Opt& opt, int threads, int batches) {
-  using Net = nmsnn::SpikingNetwork<Task>;
-  Net net({.inputs = w.inputs, .outputs = w.outputs, .hidden = {w.hidden}, .time_steps = w.T,
-           .readout = w.readout, .seed = 0});
+  constexpr bool spiking = requires(Net n) { n.time_steps(); };
+  Net net = make_net<Net>(w);
+  const Eigen::Index T = spiking ? w.T : 1;
   // Synthetic data of the reference's distribution.
   nmsnn::CounterRng rng(0, nmsnn::RandomDomain::split, 1);
   nmsnn::Matrix<float> Xb(w.inputs, w.batch);
   for (Eigen::Index i = 0; i < Xb.size(); ++i) {
-    if (name == "mnist") {
+    if (name.rfind("mnist", 0) == 0) {
       const double v = rng.uniform();
       Xb.data()[i] = float(rng.uniform() < 0.19 ? v : 0.0);
     } else {
@@ -78,6 +89,16 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
   }
   std::sort(times.begin(), times.end());
   const double med = times[times.size() / 2];
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  if constexpr (!spiking) {
+    const double flops = 2.0 * 3.0 * double(net.macs_per_sample()) * double(w.batch);
+    std::printf("{\"workload\": \"%s\", \"device\": \"cpu\", \"threads\": %d, \"batch\": %ld, \"T\": 1, "
+                "\"sec_per_batch\": %.6f, \"sample_steps_per_s\": %.1f, \"peak_rss_mib\": %.1f, \"gflops\": %.2f}\n",
+                name.c_str(), threads, long(w.batch), med, double(w.batch) / med, double(ru.ru_maxrss) / 1024.0,
+                flops / med * 1e-9);
+    return 0;
+  } else {
 
   // Share of a step spent drawing masks: every mask the step draws, twice (forward and
   // backward, unless reused), on the path the engine takes (all features, or each sample's non-zeros).
@@ -121,7 +142,6 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
   const double layer1_dense = 2.0 * double(w.hidden * w.inputs * w.T * w.batch);
   const double rest = 3.0 * double(w.outputs * w.hidden * (w.T - 1) * w.batch);
   const double flops = 2.0 * (layer1 + rest), dense_flops = 2.0 * (layer1_dense + rest);
-  rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   std::printf(
       "{\"workload\": \"%s\", \"device\": \"cpu\", \"threads\": %d, \"batch\": %ld, \"T\": %ld, "
@@ -132,6 +152,7 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
       double(ru.ru_maxrss) / 1024.0, flops / med * 1e-9, dense_flops / med * 1e-9,
       nnz / double(Xb.size()), sparse ? "true" : "false", density, gen);
   return 0;
+  }
 }
 
 }  // namespace
@@ -139,7 +160,7 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
 int main(int argc, char** argv) try {
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0) {
     std::cerr << "usage: nmsnn-bench WORKLOAD [--threads N] [--batches K]\n"
-                 "WORKLOAD: binary, binary_noisy, iris, mnist, regression\n";
+                 "WORKLOAD: binary, binary_noisy, iris, mnist, regression, each also with _mlp\n";
     return argc < 2 ? 2 : 0;
   }
   const std::string name = argv[1];
@@ -156,21 +177,30 @@ int main(int argc, char** argv) try {
     std::cerr << "nmsnn-bench: --threads and --batches must be >= 1\n";
     return 2;
   }
-  const auto it = workloads.find(name);
+  const bool mlp = name.size() > 4 && name.compare(name.size() - 4, 4, "_mlp") == 0;
+  const auto it = workloads.find(mlp ? name.substr(0, name.size() - 4) : name);
   if (it == workloads.end()) {
     std::cerr << "nmsnn-bench: unknown workload '" << name << "'\n";
     return 2;
   }
   nmsnn::set_num_threads(threads);
   const Workload& w = it->second;
+  const std::string base = it->first;
+  using namespace nmsnn;
   if (std::strcmp(w.optimiser, "adam") == 0) {
-    nmsnn::Adam opt({.learning_rate = 1e-3});
-    if (std::strcmp(w.loss, "bce") == 0) return run<nmsnn::BinaryClassification>(name, w, opt, threads, batches);
-    return run<nmsnn::MulticlassClassification>(name, w, opt, threads, batches);
+    Adam opt({.learning_rate = 1e-3});
+    if (std::strcmp(w.loss, "bce") == 0)
+      return mlp ? run<DenseNetwork<BinaryClassification>>(name, w, opt, threads, batches)
+                 : run<SpikingNetwork<BinaryClassification>>(name, w, opt, threads, batches);
+    return mlp ? run<DenseNetwork<MulticlassClassification>>(name, w, opt, threads, batches)
+               : run<SpikingNetwork<MulticlassClassification>>(name, w, opt, threads, batches);
   }
-  nmsnn::Sgd opt({.learning_rate = name == "mnist" ? 0.1 : 1e-3, .momentum = name == "mnist" ? 0.5 : 0.0});
-  if (std::strcmp(w.loss, "mse") == 0) return run<nmsnn::Regression>(name, w, opt, threads, batches);
-  return run<nmsnn::MulticlassClassification>(name, w, opt, threads, batches);
+  Sgd opt({.learning_rate = base == "mnist" ? 0.1 : 1e-3, .momentum = base == "mnist" ? 0.5 : 0.0});
+  if (std::strcmp(w.loss, "mse") == 0)
+    return mlp ? run<DenseNetwork<Regression>>(name, w, opt, threads, batches)
+               : run<SpikingNetwork<Regression>>(name, w, opt, threads, batches);
+  return mlp ? run<DenseNetwork<MulticlassClassification>>(name, w, opt, threads, batches)
+             : run<SpikingNetwork<MulticlassClassification>>(name, w, opt, threads, batches);
 } catch (const std::exception& e) {
   std::cerr << "nmsnn-bench: " << e.what() << "\n";
   return 2;
