@@ -234,17 +234,6 @@ class DenseNetwork : public Estimator<DenseNetwork<Task, ScalarT>, Task, ScalarT
     }
   }
 
-  double train_batch(const Matrix<Scalar>& Xb, const Matrix<Scalar>& Yb, const std::uint32_t* ids, std::uint32_t stream,
-                     Matrix<Scalar>* readout = nullptr, const std::vector<double>* class_weights = nullptr) {
-    const DrawKey key{options_.seed, stream};
-    const Matrix<Scalar> R = forward_train(Xb, ids, key);
-    Matrix<Scalar> G;
-    const double loss = Task::loss(R, Yb, &G, class_weights);
-    backward_batch(Xb, ids, key, G);
-    if (readout) *readout = R;
-    return loss;
-  }
-
   static constexpr double eps = 1e-5, momentum = 0.1;
 
  private:

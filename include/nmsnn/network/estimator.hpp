@@ -2,7 +2,8 @@
 // once (CRTP): input validation, fit (mini-batches, validation data or fraction, target
 // standardisation for regression), predict, predict_proba, evaluate and score. A network
 // (SpikingNetwork, DenseNetwork) supplies its engine: inputs(), outputs(), seed(),
-// parameters(), forward_batch() for inference and train_batch() for a training step.
+// parameters(), forward_batch() for inference, and forward_train() / backward_batch() for a
+// training step.
 #pragma once
 
 #include <cstdint>
@@ -77,6 +78,20 @@ class Estimator {
   template <class DX, class DY>
   double score(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y) const;
 
+  /// Loss and gradients of a batch in engine layout (Xb: inputs x B, Yb: target rows x B):
+  /// the network's forward_train, the task's loss, the network's backward_batch. Optionally
+  /// the readout (outputs x B) and per-class loss weights.
+  double train_batch(const Matrix<Scalar>& Xb, const Matrix<Scalar>& Yb, const std::uint32_t* ids,
+                     std::uint32_t stream, Matrix<Scalar>* readout = nullptr,
+                     const std::vector<double>* class_weights = nullptr) {
+    const DrawKey key{self().seed(), stream};
+    const Matrix<Scalar> R = self().forward_train(Xb, ids, key);
+    Matrix<Scalar> G;
+    const double loss = Task::loss(R, Yb, &G, class_weights);
+    self().backward_batch(Xb, ids, key, G);
+    if (readout) *readout = R;
+    return loss;
+  }
   /// Loss and metric on validation rows (targets in engine layout, model units).
   std::pair<double, double> validation_loss_metric(const Eigen::MatrixXd& X, const Matrix<Scalar>& Y,
                                                    const std::vector<double>* class_weights) const;

@@ -87,11 +87,6 @@ class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, Sca
   /// gradients of every layer out.
   void backward_batch(const Matrix<Scalar>& Xb, const std::uint32_t* ids, DrawKey key,
                       const Matrix<Scalar>& readout_grad);
-  /// Loss and gradients of a batch in engine layout (Yb: target rows x B); optionally the
-  /// readout (outputs x B) and per-class loss weights.
-  double train_batch(const Matrix<Scalar>& Xb, const Matrix<Scalar>& Yb, const std::uint32_t* ids,
-                     std::uint32_t stream, Matrix<Scalar>* readout = nullptr,
-                     const std::vector<double>* class_weights = nullptr);
   /// Steps of layer 1's encoded input generated at once (bounds memory by F x chunk x B).
   Index input_chunk_steps(Index batch) const;
   /// Fraction of layer l's outputs o_t that were > 0 (spikes) in the last forward_train()

@@ -220,17 +220,4 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
   }
 }
 
-template <TaskType Task, FloatingScalar S>
-double SpikingNetwork<Task, S>::train_batch(const Matrix<S>& Xb, const Matrix<S>& Yb, const std::uint32_t* ids,
-                                            std::uint32_t stream, Matrix<S>* readout,
-                                            const std::vector<double>* class_weights) {
-  const DrawKey key{options_.seed, stream};
-  const Matrix<S> R = forward_train(Xb, ids, key);
-  Matrix<S> G;
-  const double loss = Task::loss(R, Yb, &G, class_weights);
-  backward_batch(Xb, ids, key, G);
-  if (readout) *readout = R;
-  return loss;
-}
-
 }  // namespace nmsnn
