@@ -50,6 +50,41 @@ TEST_CASE("a saved model loads back and predicts bit-identically") {
   std::remove(path.c_str());
 }
 
+TEST_CASE("a saved dense network loads back with its batch-norm statistics and predicts bit-identically") {
+  const Dataset d = read_csv(std::string(NMSNN_TEST_DATA) + "/iris.csv");
+  ModelExtras extras{MinMaxScaler(), d.feature_names, d.target_name, {"a", "b", "c"}};
+  const Eigen::MatrixXd X = extras.scaler.fit_transform(d.X);
+  DenseNetwork<MulticlassClassification> net({.inputs = 4, .outputs = 3, .hidden = {9, 5}, .batch_norm = true, .dropout = 0.2, .seed = 4});
+  Adam adam({.learning_rate = 1e-2});
+  net.fit(X, d.y, adam, {.epochs = 3, .batch_size = 16});
+  const std::string path = "nmsnn_test_dense.safetensors";
+  save_model(path, net, extras);
+  ModelExtras back;
+  const auto loaded = load_model<DenseNetwork<MulticlassClassification>>(path, &back);
+  CHECK(loaded.predict_proba(back.scaler.transform(d.X)) == net.predict_proba(X));
+  CHECK(loaded.layer(0).running_var == net.layer(0).running_var);
+  CHECK(loaded.layer(1).running_mean == net.layer(1).running_mean);
+  CHECK(loaded.batch_norm());
+  CHECK(loaded.dropout() == 0.2);
+  CHECK(back.scaler.kind() == Scaling::minmax);
+  CHECK(inspect_model(path)["kind"] == "dense");
+  // A dense file is not a spiking network, and the other way round.
+  using Spiking = SpikingNetwork<MulticlassClassification>;
+  CHECK_THROWS_AS(load_model<Spiking>(path), IoError);
+  std::remove(path.c_str());
+
+  DenseNetwork<Regression, double> reg({.inputs = 4, .seed = 1});
+  Adam adam2;
+  reg.fit(X, d.y * 10.0, adam2, {.epochs = 2});
+  save_model(path, reg);
+  const auto reg2 = load_model<DenseNetwork<Regression, double>>(path);
+  CHECK(reg2.predict(X) == reg.predict(X));
+  CHECK(reg2.target_offset() == reg.target_offset());
+  using SpikingReg = SpikingNetwork<Regression, double>;
+  CHECK_THROWS_AS(load_model<SpikingReg>(path), IoError);
+  std::remove(path.c_str());
+}
+
 TEST_CASE("truncated, bit-flipped, empty, foreign, wrong-version and gigantic files throw IoError") {
   SpikingNetwork<BinaryClassification> net({.inputs = 3, .hidden = {5}, .time_steps = 4, .seed = 2});
   const std::string path = "nmsnn_test_bad.safetensors", bad = "nmsnn_test_bad2.safetensors";

@@ -21,6 +21,7 @@
 
 #include "nmsnn/core/errors.hpp"
 #include "nmsnn/io/atomic_file.hpp"
+#include "nmsnn/network/dense_network.hpp"
 #include "nmsnn/network/spiking_network.hpp"
 #include "nmsnn/preprocessing/preprocessing.hpp"
 
@@ -194,11 +195,76 @@ Matrix<Scalar> tensor_matrix(const SafetensorsFile& f, const std::string& name, 
 
 }  // namespace detail
 
-/// Writes the network and its extras to `path` (safetensors), atomically.
+namespace detail {
+
+template <class Net>
+inline constexpr bool is_spiking_v = false;
+template <class Task, class Scalar>
+inline constexpr bool is_spiking_v<SpikingNetwork<Task, Scalar>> = true;
+template <class Net>
+inline constexpr bool is_dense_v = false;
+template <class Task, class Scalar>
+inline constexpr bool is_dense_v<DenseNetwork<Task, Scalar>> = true;
+
+/// What both network kinds store: the task, the scaler, the names and the target scaling.
+template <class Net>
+void describe_common(const Net& net, const ModelExtras& extras, nlohmann::json& model, std::vector<TensorOut>& tensors) {
+  using Scalar = typename Net::Scalar;
+  model["task"] = Net::TaskT::name;
+  model["scalar"] = std::is_same_v<Scalar, float> ? "float32" : "float64";
+  model["inputs"] = net.inputs();
+  model["outputs"] = net.outputs();
+  model["seed"] = std::to_string(net.seed());
+  model["scaler"] = to_string(extras.scaler.kind());
+  model["feature_names"] = extras.feature_names;
+  model["target_name"] = extras.target_name;
+  model["class_names"] = extras.class_names;
+  if (extras.scaler.offset().size()) {
+    tensors.push_back(tensor_row_major("scaler.offset", extras.scaler.offset(), true));
+    tensors.push_back(tensor_row_major("scaler.scale", extras.scaler.scale(), true));
+  }
+  if (net.target_offset().size()) {
+    tensors.push_back(tensor_row_major("target.offset", net.target_offset(), true));
+    tensors.push_back(tensor_row_major("target.scale", net.target_scale(), true));
+  }
+}
+
+template <class Net>
+void restore_common(const SafetensorsFile& f, const std::string& path, Net& net, Index inputs, ModelExtras* extras) {
+  const auto& m = f.metadata;
+  if (f.tensors.count("target.offset"))
+    net.set_target_scaling(tensor_matrix<double>(f, "target.offset", 1, net.outputs(), path),
+                           tensor_matrix<double>(f, "target.scale", 1, net.outputs(), path));
+  if (!extras) return;
+  const Scaling kind = parse_scaling(m.at("scaler").get<std::string>());
+  if (f.tensors.count("scaler.offset"))
+    extras->scaler = Scaler(kind, tensor_matrix<double>(f, "scaler.offset", 1, inputs, path),
+                            tensor_matrix<double>(f, "scaler.scale", 1, inputs, path));
+  else
+    extras->scaler = Scaler(kind);
+  extras->feature_names = m.value("feature_names", std::vector<std::string>{});
+  extras->target_name = m.value("target_name", std::string());
+  extras->class_names = m.value("class_names", std::vector<std::string>{});
+}
+
+inline void check_architecture(const std::string& path, Index inputs, const std::vector<Index>& hidden) {
+  if (inputs < 1 || inputs > (Index(1) << 28) || hidden.size() > 1024)
+    raise<IoError>("load_model: ", path, ": implausible architecture");
+  for (Index h : hidden)
+    if (h < 1 || h > (Index(1) << 24)) raise<IoError>("load_model: ", path, ": implausible layer width ", h);
+}
+
+inline void write_model(const std::string& path, const nlohmann::json& model, const std::vector<TensorOut>& tensors) {
+  const nlohmann::json meta = {{"format", "nmsnn"}, {"format_version", std::to_string(model_format_version)}, {"model", model.dump()}};
+  write_file_atomically(path, safetensors_bytes(tensors, meta));
+}
+
+}  // namespace detail
+
+/// Writes a spiking network and its extras to `path` (safetensors), atomically.
 template <class Task, class Scalar>
 void save_model(const std::string& path, const SpikingNetwork<Task, Scalar>& net, const ModelExtras& extras = {}) {
   using nlohmann::json;
-  const auto& o = net.options();
   json layers = json::array();
   std::vector<detail::TensorOut> tensors;
   for (Index l = 0; l < net.num_layers(); ++l) {
@@ -210,89 +276,114 @@ void save_model(const std::string& path, const SpikingNetwork<Task, Scalar>& net
     tensors.push_back(detail::tensor_row_major("layers." + std::to_string(l) + ".bias", layer.bias(), true));
   }
   json model = {{"kind", "spiking"},
-                {"task", Task::name},
-                {"scalar", std::is_same_v<Scalar, float> ? "float32" : "float64"},
-                {"inputs", o.inputs},
-                {"outputs", net.outputs()},
-                {"hidden", o.hidden},
+                {"hidden", net.options().hidden},
                 {"time_steps", net.time_steps()},
                 {"begin_eval", net.begin_eval()},
                 {"readout", to_string(net.readout().kind())},
                 {"encoder", to_string(net.encoder().kind())},
-                {"seed", std::to_string(o.seed)},
-                {"layers", layers},
-                {"scaler", to_string(extras.scaler.kind())},
-                {"feature_names", extras.feature_names},
-                {"target_name", extras.target_name},
-                {"class_names", extras.class_names}};
-  if (extras.scaler.offset().size()) {
-    tensors.push_back(detail::tensor_row_major("scaler.offset", extras.scaler.offset(), true));
-    tensors.push_back(detail::tensor_row_major("scaler.scale", extras.scaler.scale(), true));
-  }
-  if (net.target_offset().size()) {
-    tensors.push_back(detail::tensor_row_major("target.offset", net.target_offset(), true));
-    tensors.push_back(detail::tensor_row_major("target.scale", net.target_scale(), true));
-  }
-  const json meta = {{"format", "nmsnn"}, {"format_version", std::to_string(model_format_version)}, {"model", model.dump()}};
-  write_file_atomically(path, detail::safetensors_bytes(tensors, meta));
+                {"layers", layers}};
+  detail::describe_common(net, extras, model, tensors);
+  detail::write_model(path, model, tensors);
 }
 
-/// The model description stored in a file (task, kind, architecture), without loading it.
+/// Writes a dense network (weights, batch-norm parameters and running statistics) and its
+/// extras to `path` (safetensors), atomically.
+template <class Task, class Scalar>
+void save_model(const std::string& path, const DenseNetwork<Task, Scalar>& net, const ModelExtras& extras = {}) {
+  using nlohmann::json;
+  std::vector<detail::TensorOut> tensors;
+  for (Index l = 0; l < net.num_layers(); ++l) {
+    const auto& L = net.layer(l);
+    const std::string p = "layers." + std::to_string(l);
+    tensors.push_back(detail::tensor_row_major(p + ".weight", L.weights, false));
+    tensors.push_back(detail::tensor_row_major(p + ".bias", L.bias, true));
+    if (L.gamma.size()) {
+      tensors.push_back(detail::tensor_row_major(p + ".bn.weight", L.gamma, true));
+      tensors.push_back(detail::tensor_row_major(p + ".bn.bias", L.beta, true));
+      tensors.push_back(detail::tensor_row_major(p + ".bn.running_mean", L.running_mean, true));
+      tensors.push_back(detail::tensor_row_major(p + ".bn.running_var", L.running_var, true));
+    }
+  }
+  json model = {{"kind", "dense"},
+                {"hidden", net.options().hidden},
+                {"batch_norm", net.batch_norm()},
+                {"dropout", net.dropout()}};
+  detail::describe_common(net, extras, model, tensors);
+  detail::write_model(path, model, tensors);
+}
+
+/// The model description stored in a file (kind, task, architecture), without loading it.
 inline nlohmann::json inspect_model(const std::string& path) { return detail::read_safetensors(path).metadata; }
 
-/// Loads a network saved by save_model; the Task and scalar type must match the file's.
+/// Loads a network saved by save_model. Net is SpikingNetwork<Task, Scalar> or
+/// DenseNetwork<Task, Scalar>; its kind and task must match the file's (IoError otherwise).
 template <class Net>
 Net load_model(const std::string& path, ModelExtras* extras = nullptr) {
+  static_assert(detail::is_spiking_v<Net> || detail::is_dense_v<Net>, "load_model: Net must be a SpikingNetwork or a DenseNetwork");
   using Task = typename Net::TaskT;
   using Scalar = typename Net::Scalar;
   const detail::SafetensorsFile f = detail::read_safetensors(path);
   const auto& m = f.metadata;
+  constexpr const char* kind = detail::is_spiking_v<Net> ? "spiking" : "dense";
   try {
-    if (m.value("kind", "") != "spiking")
-      detail::raise<IoError>("load_model: ", path, ": holds a '", m.value("kind", "?"), "' model, not a spiking network");
+    if (m.value("kind", "") != kind)
+      detail::raise<IoError>("load_model: ", path, ": holds a '", m.value("kind", "?"), "' model, not a ", kind, " network");
     if (m.value("task", "") != Task::name)
       detail::raise<IoError>("load_model: ", path, ": holds a ", m.value("task", "?"), " model, not ", Task::name);
-    SpikingOptions o;
-    o.inputs = m.at("inputs").get<Index>();
-    o.outputs = m.at("outputs").get<Index>();
-    o.hidden = m.at("hidden").get<std::vector<Index>>();
-    o.time_steps = m.at("time_steps").get<Index>();
-    o.begin_eval = m.at("begin_eval").get<Index>();
-    o.readout = parse_readout(m.at("readout").get<std::string>());
-    o.encoder = parse_encoding(m.at("encoder").get<std::string>());
-    o.seed = std::stoull(m.at("seed").get<std::string>());
-    if (o.inputs < 1 || o.inputs > (Index(1) << 28) || o.hidden.size() > 1024)
-      detail::raise<IoError>("load_model: ", path, ": implausible architecture");
-    const auto& layers = m.at("layers");
-    if (!layers.is_array() || layers.size() != o.hidden.size() + 1)
-      detail::raise<IoError>("load_model: ", path, ": the layer list does not match the architecture");
-    Net net(o);
-    for (Index l = 0; l < net.num_layers(); ++l) {
-      const auto& L = layers[std::size_t(l)];
-      net.layer(l).set_neuron({.decay = L.at("decay"), .threshold = L.at("threshold"), .penalty = L.at("penalty"),
-                               .reset = parse_reset(L.at("reset").get<std::string>())});
-      const std::string p = "layers." + std::to_string(l);
-      net.layer(l).set_weights(detail::tensor_matrix<Scalar>(f, p + ".weight", net.layer(l).outputs(), net.layer(l).inputs(), path));
-      net.layer(l).set_bias(detail::tensor_matrix<Scalar>(f, p + ".bias", net.layer(l).outputs(), 1, path));
+    const Index inputs = m.at("inputs").get<Index>(), outputs = m.at("outputs").get<Index>();
+    const auto hidden = m.at("hidden").get<std::vector<Index>>();
+    const std::uint64_t seed = std::stoull(m.at("seed").get<std::string>());
+    detail::check_architecture(path, inputs, hidden);
+    if constexpr (detail::is_spiking_v<Net>) {
+      SpikingOptions o;
+      o.inputs = inputs;
+      o.outputs = outputs;
+      o.hidden = hidden;
+      o.time_steps = m.at("time_steps").get<Index>();
+      o.begin_eval = m.at("begin_eval").get<Index>();
+      o.readout = parse_readout(m.at("readout").get<std::string>());
+      o.encoder = parse_encoding(m.at("encoder").get<std::string>());
+      o.seed = seed;
+      const auto& layers = m.at("layers");
+      if (!layers.is_array() || layers.size() != o.hidden.size() + 1)
+        detail::raise<IoError>("load_model: ", path, ": the layer list does not match the architecture");
+      Net net(o);
+      for (Index l = 0; l < net.num_layers(); ++l) {
+        const auto& L = layers[std::size_t(l)];
+        net.layer(l).set_neuron({.decay = L.at("decay"), .threshold = L.at("threshold"), .penalty = L.at("penalty"),
+                                 .reset = parse_reset(L.at("reset").get<std::string>())});
+        const std::string p = "layers." + std::to_string(l);
+        net.layer(l).set_weights(detail::tensor_matrix<Scalar>(f, p + ".weight", net.layer(l).outputs(), net.layer(l).inputs(), path));
+        net.layer(l).set_bias(detail::tensor_matrix<Scalar>(f, p + ".bias", net.layer(l).outputs(), 1, path));
+      }
+      detail::restore_common(f, path, net, inputs, extras);
+      return net;
+    } else {
+      Net net({.inputs = inputs, .outputs = outputs, .hidden = hidden, .batch_norm = m.at("batch_norm").get<bool>(),
+               .dropout = m.at("dropout").get<double>(), .seed = seed});
+      for (Index l = 0; l < net.num_layers(); ++l) {
+        auto& L = net.layer(l);
+        const std::string p = "layers." + std::to_string(l);
+        L.weights = detail::tensor_matrix<Scalar>(f, p + ".weight", L.weights.rows(), L.weights.cols(), path);
+        L.bias = detail::tensor_matrix<Scalar>(f, p + ".bias", L.bias.size(), 1, path);
+        if (L.gamma.size()) {
+          const Index n = L.gamma.size();
+          L.gamma = detail::tensor_matrix<Scalar>(f, p + ".bn.weight", n, 1, path);
+          L.beta = detail::tensor_matrix<Scalar>(f, p + ".bn.bias", n, 1, path);
+          L.running_mean = detail::tensor_matrix<double>(f, p + ".bn.running_mean", n, 1, path);
+          L.running_var = detail::tensor_matrix<double>(f, p + ".bn.running_var", n, 1, path);
+          if ((L.running_var.array() < 0).any())
+            detail::raise<IoError>("load_model: ", path, ": negative running variance in layer ", l);
+        }
+      }
+      detail::restore_common(f, path, net, inputs, extras);
+      return net;
     }
-    if (f.tensors.count("target.offset"))
-      net.set_target_scaling(detail::tensor_matrix<double>(f, "target.offset", 1, net.outputs(), path),
-                             detail::tensor_matrix<double>(f, "target.scale", 1, net.outputs(), path));
-    if (extras) {
-      const Scaling kind = parse_scaling(m.at("scaler").get<std::string>());
-      if (f.tensors.count("scaler.offset"))
-        extras->scaler = Scaler(kind, detail::tensor_matrix<double>(f, "scaler.offset", 1, o.inputs, path),
-                                detail::tensor_matrix<double>(f, "scaler.scale", 1, o.inputs, path));
-      else
-        extras->scaler = Scaler(kind);
-      extras->feature_names = m.value("feature_names", std::vector<std::string>{});
-      extras->target_name = m.value("target_name", std::string());
-      extras->class_names = m.value("class_names", std::vector<std::string>{});
-    }
-    return net;
   } catch (const IoError&) {
     throw;
   } catch (const nlohmann::json::exception& e) {
+    detail::raise<IoError>("load_model: ", path, ": corrupted model description (", e.what(), ")");
+  } catch (const std::logic_error& e) {  // std::stoull on a corrupted seed
     detail::raise<IoError>("load_model: ", path, ": corrupted model description (", e.what(), ")");
   } catch (const Error& e) {
     detail::raise<IoError>("load_model: ", path, ": invalid model (", e.what(), ")");
