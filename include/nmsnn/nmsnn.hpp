@@ -22,3 +22,7 @@
 #include "nmsnn/metrics/metrics.hpp"
 #include "nmsnn/preprocessing/preprocessing.hpp"
 #include "nmsnn/io/model_file.hpp"
+#include "nmsnn/viz/svg.hpp"
+#include "nmsnn/viz/recording.hpp"
+#include "nmsnn/viz/plots.hpp"
+#include "nmsnn/viz/report.hpp"
