@@ -58,7 +58,7 @@ template <class Net, class Opt>
 int run(const std::string& name, const Workload& w, Opt& opt, int threads, int batches) {
   constexpr bool spiking = requires(Net n) { n.time_steps(); };
   Net net = make_net<Net>(w);
-  const Eigen::Index T = spiking ? w.T : 1;
+  [[maybe_unused]] const Eigen::Index T = spiking ? w.T : 1;
   // Synthetic data of the reference's distribution.
   nmsnn::CounterRng rng(0, nmsnn::RandomDomain::split, 1);
   nmsnn::Matrix<float> Xb(w.inputs, w.batch);

@@ -26,6 +26,8 @@ struct CsvOptions {
   bool header = true;
   /// Target column by name or 0-based index; by default the last column.
   std::variant<std::monostate, std::string, Index> target = std::monostate{};
+  /// Every column is a feature (data to predict on): y stays empty and `target` is ignored.
+  bool no_target = false;
 };
 
 /// Features X (one row per sample), target y, and the names that go with them.
@@ -134,13 +136,15 @@ inline Dataset read_csv(const std::string& path, const CsvOptions& options = {})
     row_lines.push_back(line_no);
   }
   if (rows.empty()) detail::raise<IoError>("read_csv: '", path, "' has no data rows");
-  if (width < 2) detail::raise<IoError>("read_csv: ", path, ": need at least 2 columns (features and target), found ", width);
+  if (width < (options.no_target ? 1 : 2))
+    detail::raise<IoError>("read_csv: ", path, ": need at least 2 columns (features and target), found ", width);
   if (!options.header) {
     names.clear();
     for (Index j = 0; j < width; ++j) names.push_back("x" + std::to_string(j));
   }
-  Index target = width - 1;
-  if (const auto* name = std::get_if<std::string>(&options.target)) {
+  Index target = options.no_target ? -1 : width - 1;
+  if (options.no_target) {
+  } else if (const auto* name = std::get_if<std::string>(&options.target)) {
     const auto it = std::find(names.begin(), names.end(), *name);
     if (it == names.end()) {
       std::string known;
@@ -157,13 +161,13 @@ inline Dataset read_csv(const std::string& path, const CsvOptions& options = {})
   }
   Dataset d;
   const Index n = Index(rows.size());
-  d.X.resize(n, width - 1);
-  d.y.resize(n);
-  d.target_name = names[std::size_t(target)];
+  d.X.resize(n, target < 0 ? width : width - 1);
+  d.y.resize(target < 0 ? 0 : n);
+  if (target >= 0) d.target_name = names[std::size_t(target)];
   for (Index j = 0; j < width; ++j)
     if (j != target) d.feature_names.push_back(names[std::size_t(j)]);
   bool numeric_target = true;
-  for (Index i = 0; i < n && numeric_target; ++i)
+  for (Index i = 0; i < n && numeric_target && target >= 0; ++i)
     numeric_target = detail::parse_number(rows[std::size_t(i)][std::size_t(target)]).has_value();
   if (!numeric_target) {
     std::map<std::string, int> codes;

@@ -93,4 +93,47 @@ Recording record_activity(const SpikingNetwork<Task, Scalar>& net, const Eigen::
   return rec;
 }
 
+/// The work of one inference, per sample, averaged over the rows measured.
+struct OperationCount {
+  Index samples = 0;
+  /// Synaptic operations the spiking network performs: for every step, every non-zero input
+  /// of a layer times the layer's fan-out (zero inputs cost nothing in an event-driven
+  /// implementation). `binary_ops` of them have a 0/1 input (Bernoulli input spikes) and are
+  /// plain accumulates; the others carry a graded value and are multiply-accumulates.
+  double synaptic_ops = 0, binary_ops = 0;
+  /// The same network run densely: every weight used at every step.
+  double dense_ops = 0;
+};
+
+/// Counts the synaptic operations of the network on up to max_samples rows of X (from row 0),
+/// by recording each one.
+template <class Task, class Scalar, class DX>
+OperationCount count_operations(const SpikingNetwork<Task, Scalar>& net, const Eigen::MatrixBase<DX>& X,
+                                Index max_samples = 200) {
+  OperationCount c;
+  const Index n = std::min<Index>(X.rows(), std::max<Index>(1, max_samples));
+  const Index T = net.time_steps();
+  for (Index r = 0; r < n; ++r) {
+    const Recording rec = record_activity(net, X, r);
+    // Layer 1 reads the encoded input: s_t = m_t x (rate, direct: non-zero where x is) or
+    // Bernoulli spikes (expected count clamp(x, 0, 1) per step).
+    const Index fan0 = net.layer(0).outputs();
+    double in_ops = 0;
+    for (Index f = 0; f < X.cols(); ++f) {
+      const double x = double(X(r, f));
+      if (net.encoder().kind() == Encoding::bernoulli) in_ops += std::clamp(x, 0.0, 1.0) * double(T);
+      else if (x != 0) in_ops += double(T);
+    }
+    c.synaptic_ops += in_ops * double(fan0);
+    if (net.encoder().kind() == Encoding::bernoulli) c.binary_ops += in_ops * double(fan0);
+    for (Index l = 1; l < net.num_layers(); ++l)
+      c.synaptic_ops += double((rec.layers[std::size_t(l - 1)].output.array() > 0).count()) * double(net.layer(l).outputs());
+  }
+  c.samples = n;
+  c.synaptic_ops /= double(n);
+  c.binary_ops /= double(n);
+  for (Index l = 0; l < net.num_layers(); ++l) c.dense_ops += double(net.layer(l).weights().size()) * double(T);
+  return c;
+}
+
 }  // namespace nmsnn

@@ -1,0 +1,510 @@
+// nmsnn — the command line: train, evaluate, predict with and inspect spiking (and dense)
+// models on CSV files.
+//
+//   nmsnn fit DATA.csv --target COL [--task auto|binary|multiclass|regression] [--model snn|mlp]
+//         [--hidden 100[,50]] [--time-steps 64] [--begin-eval 0] [--encoder rate|direct|bernoulli]
+//         [--reset scale|subtract] [--epochs N] [--batch-size B] [--optimizer adam|sgd] [--lr X]
+//         [--test-size 0.25] [--scale standard|minmax|none] [--seed S] [--threads N]
+//         [--out MODEL] [--report REPORT.html] [--json]
+//   nmsnn evaluate MODEL DATA.csv --target COL [--json] [--report REPORT.html]
+//   nmsnn predict MODEL DATA.csv [--out PREDICTIONS.csv] [--proba]
+//   nmsnn inspect MODEL
+//
+// Every mistake gets one line on standard error and exit status 2.
+#include <CLI/CLI.hpp>
+#include <nmsnn/nmsnn.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace {
+
+using nmsnn::Index;
+using Binary = nmsnn::BinaryClassification;
+using Multi = nmsnn::MulticlassClassification;
+using Reg = nmsnn::Regression;
+using AnyModel = std::variant<nmsnn::SpikingNetwork<Binary>, nmsnn::SpikingNetwork<Multi>, nmsnn::SpikingNetwork<Reg>,
+                              nmsnn::DenseNetwork<Binary>, nmsnn::DenseNetwork<Multi>, nmsnn::DenseNetwork<Reg>>;
+
+/// A mistake of the user's: reported as one line, exit status 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\', out += c;
+    else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+    } else out += c;
+  }
+  return out;
+}
+
+/// How a class label of the CSV's target column is written (numbers without trailing zeros).
+std::string label_text(double v) { return nmsnn::viz::format_number(v); }
+
+/// The target column: by name, or by 0-based index when COL is a number not in the header.
+nmsnn::CsvOptions csv_options(const std::string& target) {
+  nmsnn::CsvOptions o;
+  if (!target.empty() && target.find_first_not_of("0123456789") == std::string::npos) {
+    // An index, unless the header has a column of that name: read the header to decide.
+    o.target = Index(std::stol(target));
+  } else {
+    o.target = target;
+  }
+  return o;
+}
+
+nmsnn::Dataset read_data(const std::string& path, const std::string& target) {
+  nmsnn::CsvOptions o = csv_options(target);
+  if (std::holds_alternative<Index>(o.target)) {
+    try {
+      nmsnn::CsvOptions by_name;
+      by_name.target = target;
+      return nmsnn::read_csv(path, by_name);
+    } catch (const nmsnn::IoError&) {
+      // no column of that name: the number is an index
+    }
+  }
+  return nmsnn::read_csv(path, o);
+}
+
+/// Classification labels as 0..K-1 with their names: string labels as read_csv mapped them,
+/// numeric labels (integers) by their sorted distinct values.
+struct Classes {
+  nmsnn::Labels y;
+  std::vector<std::string> names;
+};
+
+Classes encode_classes(const nmsnn::Dataset& d) {
+  Classes c;
+  c.y.resize(d.y.size());
+  if (!d.class_names.empty()) {
+    c.names = d.class_names;
+    c.y = d.y.cast<int>();
+    return c;
+  }
+  std::set<double> values(d.y.data(), d.y.data() + d.y.size());
+  for (double v : values)
+    if (v != std::round(v))
+      throw UsageError("the target '" + d.target_name + "' holds non-integer values (" + label_text(v) +
+                       "): use --task regression");
+  std::map<double, int> code;
+  for (double v : values) code.emplace(v, int(code.size())), c.names.push_back(label_text(v));
+  for (Index i = 0; i < d.y.size(); ++i) c.y(i) = code[d.y(i)];
+  return c;
+}
+
+/// Maps a data set's labels onto a saved model's class names.
+nmsnn::Labels labels_for_model(const nmsnn::Dataset& d, const std::vector<std::string>& model_names) {
+  nmsnn::Labels y(d.y.size());
+  std::map<std::string, int> code;
+  for (std::size_t k = 0; k < model_names.size(); ++k) code[model_names[k]] = int(k);
+  for (Index i = 0; i < d.y.size(); ++i) {
+    const std::string name = d.class_names.empty() ? label_text(d.y(i)) : d.class_names[std::size_t(d.y(i))];
+    const auto it = code.find(name);
+    if (it == code.end())
+      throw UsageError("row " + std::to_string(i + 1) + ": class '" + name + "' of column '" + d.target_name +
+                       "' was not among the model's classes");
+    y(i) = it->second;
+  }
+  return y;
+}
+
+std::vector<Index> parse_hidden(const std::string& s) {
+  std::vector<Index> h;
+  std::stringstream ss(s);
+  std::string part;
+  while (std::getline(ss, part, ',')) {
+    char* end = nullptr;
+    const long v = std::strtol(part.c_str(), &end, 10);
+    if (part.empty() || *end || v < 1 || v > 1000000) throw UsageError("--hidden: '" + s + "' is not a list of widths >= 1 (e.g. 100 or 100,50)");
+    h.push_back(v);
+  }
+  if (h.empty()) throw UsageError("--hidden: empty list");
+  return h;
+}
+
+struct FitArgs {
+  std::string data, target, task = "auto", model = "snn", hidden, encoder = "rate", reset = "scale", optimizer = "adam",
+                            scale = "standard", out, report;
+  Index time_steps = 0, begin_eval = 0, epochs = 20, batch_size = 64;
+  double lr = 0, test_size = 0.25;
+  std::uint64_t seed = 0;
+  int threads = 0;
+  bool json = false;
+};
+
+/// Test metrics as (name, value) pairs.
+template <class Net>
+std::vector<std::pair<std::string, double>> metrics_of(const Net& net, const Eigen::MatrixXd& X, const Eigen::MatrixXd& y) {
+  using Task = typename Net::TaskT;
+  std::vector<std::pair<std::string, double>> m;
+  if constexpr (Task::is_classifier) {
+    const nmsnn::Labels yl = y.col(0).cast<int>(), p = net.predict(X);
+    const auto r = nmsnn::classification_report(yl, p, net.classes());
+    m = {{"accuracy", r.accuracy}, {"macro_f1", r.macro_f1}, {"weighted_f1", r.weighted_f1}};
+    const Eigen::MatrixXd proba = net.predict_proba(X).template cast<double>();
+    bool all = true;
+    for (Index k = 0; k < net.classes(); ++k) all = all && (yl.array() == int(k)).any();
+    if (all) m.push_back({"roc_auc", net.classes() == 2 ? nmsnn::roc_auc(yl, proba.col(1)) : nmsnn::roc_auc_ovr(yl, proba)});
+  } else {
+    const auto r = nmsnn::regression_metrics(y.col(0), net.predict(X).col(0).template cast<double>());
+    m = {{"r2", r.r2}, {"rmse", r.rmse}, {"mae", r.mae}, {"mape", r.mape}, {"pearson_r", r.pearson_r}};
+  }
+  return m;
+}
+
+void print_metrics(const std::vector<std::pair<std::string, double>>& m) {
+  for (const auto& [k, v] : m) std::printf("  %-12s %.4f\n", k.c_str(), v);
+}
+
+std::string metrics_json(const std::vector<std::pair<std::string, double>>& m) {
+  std::string s = "{";
+  for (std::size_t i = 0; i < m.size(); ++i) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%s\"%s\": %.6g", i ? ", " : "", m[i].first.c_str(), m[i].second);
+    s += buf;
+  }
+  return s + "}";
+}
+
+template <class Net>
+nmsnn::Report report_for(const Net& net, const Eigen::MatrixXd& X, const Eigen::MatrixXd& y, const nmsnn::ModelExtras& ex,
+                         const std::string& title, const nmsnn::History* h, const std::string& source) {
+  return nmsnn::make_report(net, X, y, {.title = title, .data_name = source, .class_names = ex.class_names,
+                                        .feature_names = ex.feature_names, .target_name = ex.target_name, .history = h});
+}
+
+template <class Net>
+int fit_with(const FitArgs& a, const nmsnn::Dataset& d, const Classes* classes, const char* picked) {
+  using Task = typename Net::TaskT;
+  constexpr bool spiking = requires(Net n) { n.time_steps(); };
+  // Split (stratified for classifiers) and scale on the training part.
+  const auto split = nmsnn::train_test_split(d.rows(), a.test_size, a.seed, classes ? &classes->y : nullptr);
+  Eigen::VectorXd y = classes ? Eigen::VectorXd(classes->y.cast<double>()) : d.y;
+  nmsnn::ModelExtras ex{nmsnn::Scaler(nmsnn::parse_scaling(a.scale)), d.feature_names, d.target_name,
+                        classes ? classes->names : std::vector<std::string>{}};
+  const Eigen::MatrixXd Xtr = ex.scaler.fit_transform(nmsnn::take_rows(d.X, split.train));
+  const Eigen::MatrixXd Xte = ex.scaler.transform(nmsnn::take_rows(d.X, split.test));
+  const Eigen::VectorXd ytr = nmsnn::take_rows(y, split.train), yte = nmsnn::take_rows(y, split.test);
+  const Index outputs = classes ? (std::is_same_v<Task, Binary> ? 1 : Index(classes->names.size())) : 1;
+
+  auto make = [&]() {
+    std::vector<Index> hidden = a.hidden.empty() ? std::vector<Index>{} : parse_hidden(a.hidden);
+    if constexpr (spiking) {
+      nmsnn::SpikingOptions o{.inputs = d.features(), .outputs = outputs, .hidden = hidden, .begin_eval = a.begin_eval,
+                              .encoder = nmsnn::parse_encoding(a.encoder), .seed = a.seed};
+      if (a.time_steps) o.time_steps = a.time_steps;
+      o.neuron.reset = nmsnn::parse_reset(a.reset);
+      return Net(o);
+    } else {
+      return Net({.inputs = d.features(), .outputs = outputs, .hidden = hidden, .seed = a.seed});
+    }
+  };
+  Net net = make();
+  std::fprintf(stderr, "nmsnn: task %s%s; %s model, %ld parameters; %ld training and %ld test rows\n",
+               std::string(Task::name).c_str(), picked, spiking ? "spiking" : "dense (MLP)", long(net.parameter_count()),
+               long(Xtr.rows()), long(Xte.rows()));
+  const nmsnn::FitOptions fo{.epochs = a.epochs, .batch_size = std::min<Index>(a.batch_size, Xtr.rows()), .seed = a.seed,
+                             .threads = a.threads};
+  nmsnn::History h;
+  const auto t0 = std::chrono::steady_clock::now();
+  if (a.optimizer == "adam") {
+    nmsnn::Adam opt({.learning_rate = a.lr > 0 ? a.lr : 1e-3});
+    h = net.fit(Xtr, ytr, opt, fo);
+  } else {
+    nmsnn::Sgd opt({.learning_rate = a.lr > 0 ? a.lr : 1e-2, .momentum = 0.9});
+    h = net.fit(Xtr, ytr, opt, fo);
+  }
+  const double train_s = seconds_since(t0);
+  const auto t1 = std::chrono::steady_clock::now();
+  const auto m = metrics_of(net, Xte, yte);
+  const double predict_s = seconds_since(t1);
+  if (a.out.size()) nmsnn::save_model(a.out, net, ex);
+  if (a.report.size()) report_for(net, Xte, Eigen::MatrixXd(yte), ex, "nmsnn fit: " + a.data, &h, a.data).save(a.report);
+  if (a.json) {
+    std::printf("{\"task\": \"%s\", \"model\": \"%s\", \"metrics\": %s, \"timings\": {\"train_s\": %.4f, \"predict_s\": %.4f}, "
+                "\"epochs\": %ld, \"train_rows\": %ld, \"test_rows\": %ld}\n",
+                std::string(Task::name).c_str(), spiking ? "snn" : "mlp", metrics_json(m).c_str(), train_s, predict_s,
+                long(h.loss.size()), long(Xtr.rows()), long(Xte.rows()));
+  } else {
+    std::printf("trained %ld epochs in %.2f s (final training loss %.4f)\ntest metrics (%ld rows, %.3f s):\n", long(h.loss.size()),
+                train_s, h.loss.empty() ? 0.0 : h.loss.back(), long(Xte.rows()), predict_s);
+    print_metrics(m);
+    if (a.out.size()) std::printf("model saved to %s\n", a.out.c_str());
+    if (a.report.size()) std::printf("report written to %s\n", a.report.c_str());
+  }
+  return 0;
+}
+
+int run_fit(const FitArgs& a) {
+  if (!(a.test_size > 0 && a.test_size < 1)) throw UsageError("--test-size must be in (0, 1)");
+  if (std::isnan(a.lr) || a.lr < 0) throw UsageError("--lr must be > 0");
+  if (a.threads) nmsnn::set_num_threads(a.threads);
+  const nmsnn::Dataset d = read_data(a.data, a.target);
+  std::string task = a.task;
+  std::string picked;
+  if (task == "auto") {
+    std::set<double> values(d.y.data(), d.y.data() + d.y.size());
+    bool integers = true;
+    for (double v : values) integers = integers && v == std::round(v);
+    const std::size_t limit = std::max<std::size_t>(2, std::min<std::size_t>(20, std::size_t(d.rows()) / 5));
+    if (!d.class_names.empty() || (integers && values.size() <= limit)) {
+      task = values.size() == 2 ? "binary" : "multiclass";
+      picked = " (auto: " + std::string(d.class_names.empty() ? "integer" : "text") + " target with " + std::to_string(values.size()) +
+               " distinct values)";
+    } else {
+      task = "regression";
+      picked = " (auto: numeric target with " + std::to_string(values.size()) + " distinct values)";
+    }
+  }
+  std::unique_ptr<Classes> classes;
+  if (task != "regression") {
+    classes = std::make_unique<Classes>(encode_classes(d));
+    const std::size_t k = classes->names.size();
+    if (k < 2) throw UsageError("the target '" + d.target_name + "' has a single class: nothing to classify");
+    if (task == "binary" && k != 2)
+      throw UsageError("--task binary, but the target '" + d.target_name + "' has " + std::to_string(k) + " classes");
+  } else if (!d.class_names.empty()) {
+    throw UsageError("--task regression, but the target '" + d.target_name + "' holds text");
+  }
+  const bool snn = a.model == "snn";
+  if (task == "binary") return snn ? fit_with<nmsnn::SpikingNetwork<Binary>>(a, d, classes.get(), picked.c_str())
+                                   : fit_with<nmsnn::DenseNetwork<Binary>>(a, d, classes.get(), picked.c_str());
+  if (task == "multiclass") return snn ? fit_with<nmsnn::SpikingNetwork<Multi>>(a, d, classes.get(), picked.c_str())
+                                       : fit_with<nmsnn::DenseNetwork<Multi>>(a, d, classes.get(), picked.c_str());
+  return snn ? fit_with<nmsnn::SpikingNetwork<Reg>>(a, d, nullptr, picked.c_str())
+             : fit_with<nmsnn::DenseNetwork<Reg>>(a, d, nullptr, picked.c_str());
+}
+
+AnyModel load_any(const std::string& path, nmsnn::ModelExtras& ex) {
+  const auto meta = nmsnn::inspect_model(path);
+  const std::string kind = meta.value("kind", ""), task = meta.value("task", "");
+  if (meta.value("scalar", "float32") != "float32")
+    throw nmsnn::IoError("'" + path + "' holds a float64 model; this command line reads float32 models");
+  if (kind == "spiking") {
+    if (task == "binary") return nmsnn::load_model<nmsnn::SpikingNetwork<Binary>>(path, &ex);
+    if (task == "multiclass") return nmsnn::load_model<nmsnn::SpikingNetwork<Multi>>(path, &ex);
+    if (task == "regression") return nmsnn::load_model<nmsnn::SpikingNetwork<Reg>>(path, &ex);
+  } else if (kind == "dense") {
+    if (task == "binary") return nmsnn::load_model<nmsnn::DenseNetwork<Binary>>(path, &ex);
+    if (task == "multiclass") return nmsnn::load_model<nmsnn::DenseNetwork<Multi>>(path, &ex);
+    if (task == "regression") return nmsnn::load_model<nmsnn::DenseNetwork<Reg>>(path, &ex);
+  }
+  throw nmsnn::IoError("'" + path + "' holds an unknown model (kind '" + kind + "', task '" + task + "')");
+}
+
+/// The features of a CSV file in the order the model was trained on: by name when the model
+/// knows its feature names and the header has them all, else by position.
+Eigen::MatrixXd model_features(const nmsnn::Dataset& d, const nmsnn::ModelExtras& ex, Index inputs, const std::string& path) {
+  bool by_name = !ex.feature_names.empty();
+  for (const auto& n : ex.feature_names)
+    by_name = by_name && std::find(d.feature_names.begin(), d.feature_names.end(), n) != d.feature_names.end();
+  if (by_name) {
+    Eigen::MatrixXd X(d.rows(), Index(ex.feature_names.size()));
+    for (std::size_t j = 0; j < ex.feature_names.size(); ++j)
+      X.col(Index(j)) = d.X.col(Index(std::find(d.feature_names.begin(), d.feature_names.end(), ex.feature_names[j]) - d.feature_names.begin()));
+    return ex.scaler.transform(X);
+  }
+  if (d.features() != inputs)
+    throw UsageError(path + ": " + std::to_string(d.features()) + " feature columns, the model takes " + std::to_string(inputs));
+  return ex.scaler.transform(d.X);
+}
+
+int run_evaluate(const std::string& model_path, const std::string& data, const std::string& target, bool json,
+                 const std::string& report) {
+  nmsnn::ModelExtras ex;
+  const AnyModel model = load_any(model_path, ex);
+  const nmsnn::Dataset d = read_data(data, target.empty() ? ex.target_name : target);
+  return std::visit(
+      [&](const auto& net) {
+        using Task = typename std::decay_t<decltype(net)>::TaskT;
+        const Eigen::MatrixXd X = model_features(d, ex, net.inputs(), data);
+        Eigen::MatrixXd y;
+        if constexpr (Task::is_classifier) {
+          if (ex.class_names.empty()) throw nmsnn::IoError(model_path + ": a classifier without class names");
+          y = labels_for_model(d, ex.class_names).cast<double>();
+        } else {
+          if (!d.class_names.empty()) throw UsageError("the target '" + d.target_name + "' holds text, the model is a regressor");
+          y = d.y;
+        }
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto m = metrics_of(net, X, y);
+        const double s = seconds_since(t0);
+        if (json) std::printf("{\"task\": \"%s\", \"rows\": %ld, \"metrics\": %s, \"predict_s\": %.4f}\n", std::string(Task::name).c_str(),
+                              long(X.rows()), metrics_json(m).c_str(), s);
+        else {
+          std::printf("%s on %s (%ld rows):\n", model_path.c_str(), data.c_str(), long(X.rows()));
+          print_metrics(m);
+        }
+        if (report.size()) {
+          report_for(net, X, y, ex, "nmsnn evaluate: " + model_path + " on " + data, nullptr, data).save(report);
+          if (!json) std::printf("report written to %s\n", report.c_str());
+        }
+        return 0;
+      },
+      model);
+}
+
+int run_predict(const std::string& model_path, const std::string& data, const std::string& out, bool proba) {
+  nmsnn::ModelExtras ex;
+  const AnyModel model = load_any(model_path, ex);
+  // When the file still has the target column, leave it out.
+  nmsnn::Dataset d;
+  bool has_target = false;
+  if (!ex.target_name.empty()) {
+    try {
+      nmsnn::CsvOptions o;
+      o.target = ex.target_name;
+      d = nmsnn::read_csv(data, o);
+      has_target = true;
+    } catch (const nmsnn::IoError& e) {
+      if (std::string(e.what()).find("no column named") == std::string::npos) throw;
+    }
+  }
+  if (!has_target) {
+    nmsnn::CsvOptions o;
+    o.no_target = true;
+    d = nmsnn::read_csv(data, o);
+  }
+  std::string csv = std::visit(
+      [&](const auto& net) {
+        using Task = typename std::decay_t<decltype(net)>::TaskT;
+        const Eigen::MatrixXd X = model_features(d, ex, net.inputs(), data);
+        std::string s;
+        const std::string name = ex.target_name.empty() ? "prediction" : ex.target_name;
+        if constexpr (Task::is_classifier) {
+          const nmsnn::Labels p = net.predict(X);
+          Eigen::MatrixXf P;
+          s = nmsnn::detail::csv_field(name, ',');
+          if (proba) {
+            P = net.predict_proba(X);
+            for (Index k = 0; k < P.cols(); ++k)
+              s += ",p_" + (std::size_t(k) < ex.class_names.size() ? ex.class_names[std::size_t(k)] : std::to_string(k));
+          }
+          s += "\n";
+          for (Index i = 0; i < X.rows(); ++i) {
+            s += nmsnn::detail::csv_field(std::size_t(p(i)) < ex.class_names.size() ? ex.class_names[std::size_t(p(i))] : std::to_string(p(i)), ',');
+            for (Index k = 0; proba && k < P.cols(); ++k) {
+              char buf[32];
+              std::snprintf(buf, sizeof buf, ",%.6g", double(P(i, k)));
+              s += buf;
+            }
+            s += "\n";
+          }
+        } else {
+          if (proba) throw UsageError("--proba: the model is a regressor (no probabilities)");
+          const auto p = net.predict(X);
+          s = nmsnn::detail::csv_field(name, ',') + "\n";
+          for (Index i = 0; i < X.rows(); ++i) {
+            char buf[32];
+            std::snprintf(buf, sizeof buf, "%.9g\n", double(p(i, 0)));
+            s += buf;
+          }
+        }
+        return s;
+      },
+      model);
+  if (out.empty()) std::cout << csv;
+  else {
+    nmsnn::write_file_atomically(out, csv);
+    std::fprintf(stderr, "nmsnn: %ld predictions written to %s\n", long(d.rows()), out.c_str());
+  }
+  return 0;
+}
+
+int run_inspect(const std::string& path) {
+  nmsnn::ModelExtras ex;
+  const AnyModel model = load_any(path, ex);
+  const auto meta = nmsnn::inspect_model(path);
+  std::visit([&](const auto& net) { std::printf("parameters: %ld\n", long(net.parameter_count())); }, model);
+  std::cout << meta.dump(2) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"nmsnn: spiking neural networks for classification and regression on CSV files"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "nmsnn 0.1.0");
+
+  FitArgs fa;
+  auto* fit = app.add_subcommand("fit", "Train a model on a CSV file, print its test metrics, save it");
+  fit->add_option("data", fa.data, "CSV file with a header row")->required();
+  fit->add_option("--target", fa.target, "Target column: name or 0-based index")->required();
+  fit->add_option("--task", fa.task, "auto picks classification for text or few integer values")
+      ->check(CLI::IsMember({"auto", "binary", "multiclass", "regression"}));
+  fit->add_option("--model", fa.model, "snn (spiking) or mlp (dense baseline)")->check(CLI::IsMember({"snn", "mlp"}));
+  fit->add_option("--hidden", fa.hidden, "Hidden widths, e.g. 100 or 100,50 (default: the task's)");
+  fit->add_option("--time-steps", fa.time_steps, "Time steps T (default: the task's)")->check(CLI::Range(Index(1), Index(1000000)));
+  fit->add_option("--begin-eval", fa.begin_eval, "First step the readout reduces")->check(CLI::NonNegativeNumber);
+  fit->add_option("--encoder", fa.encoder, "Input encoder")->check(CLI::IsMember({"rate", "direct", "bernoulli"}));
+  fit->add_option("--reset", fa.reset, "Neuron reset")->check(CLI::IsMember({"scale", "subtract"}));
+  fit->add_option("--epochs", fa.epochs, "Training epochs (default 20)")->check(CLI::Range(Index(0), Index(1000000)));
+  fit->add_option("--batch-size", fa.batch_size, "Mini-batch size (default 64)")->check(CLI::Range(Index(1), Index(1) << 40));
+  fit->add_option("--optimizer", fa.optimizer, "adam or sgd (momentum 0.9)")->check(CLI::IsMember({"adam", "sgd"}));
+  fit->add_option("--lr", fa.lr, "Learning rate (default: adam 1e-3, sgd 1e-2)")->check(CLI::PositiveNumber);
+  fit->add_option("--test-size", fa.test_size, "Fraction held out for testing (default 0.25)")->check(CLI::Range(0.0, 1.0));
+  fit->add_option("--scale", fa.scale, "Feature scaling")->check(CLI::IsMember({"standard", "minmax", "none"}));
+  fit->add_option("--seed", fa.seed, "Seed of the split, the weights and the draws");
+  fit->add_option("--threads", fa.threads, "Threads (0: all)")->check(CLI::Range(0, 4096));
+  fit->add_option("--out", fa.out, "Save the model here (safetensors)");
+  fit->add_option("--report", fa.report, "Write an HTML report here");
+  fit->add_flag("--json", fa.json, "One JSON line: task, model, metrics, timings");
+
+  std::string model, data, target, out, report;
+  bool json = false, proba = false;
+  auto* eval = app.add_subcommand("evaluate", "Metrics of a saved model on a CSV file");
+  eval->add_option("model", model, "Model file")->required();
+  eval->add_option("data", data, "CSV file")->required();
+  eval->add_option("--target", target, "Target column (default: the model's)");
+  eval->add_flag("--json", json, "One JSON line");
+  eval->add_option("--report", report, "Write an HTML report here");
+  auto* pred = app.add_subcommand("predict", "Predictions of a saved model for a CSV file");
+  pred->add_option("model", model, "Model file")->required();
+  pred->add_option("data", data, "CSV file (the target column, when present, is ignored)")->required();
+  pred->add_option("--out", out, "Write the predictions here (default: standard output)");
+  pred->add_flag("--proba", proba, "Add class probabilities");
+  auto* insp = app.add_subcommand("inspect", "Describe a saved model");
+  insp->add_option("model", model, "Model file")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "nmsnn: " << e.what() << " (see nmsnn --help)\n";
+    return 2;
+  }
+  try {
+    if (*fit) return run_fit(fa);
+    if (*eval) return run_evaluate(model, data, target, json, report);
+    if (*pred) return run_predict(model, data, out, proba);
+    return run_inspect(model);
+  } catch (const std::exception& e) {
+    std::cerr << "nmsnn: " << e.what() << "\n";
+    return 2;
+  }
+}
