@@ -6,6 +6,8 @@
 // count, which changes rounding). Eigen's internal threading is therefore switched off.
 #pragma once
 
+#include <cstddef>
+
 #if defined(EIGEN_WORLD_VERSION) && defined(_OPENMP) && !defined(EIGEN_DONT_PARALLELIZE)
 #error "nmsnn: Eigen was included before nmsnn with OpenMP enabled. Include <nmsnn/nmsnn.hpp> first, or define EIGEN_DONT_PARALLELIZE (the nmsnn::nmsnn CMake target does)."
 #endif
@@ -54,5 +56,18 @@ inline void set_num_threads(int n) {
   (void)n;
 #endif
 }
+
+namespace detail {
+inline std::size_t& memory_limit_ref() {
+  static std::size_t limit = std::size_t(8) << 30;
+  return limit;
+}
+}  // namespace detail
+
+/// Largest size in bytes of the buffers one training or prediction batch may allocate (the
+/// resource guard: fit and predict estimate them first and throw ResourceError above it).
+/// Default 8 GiB; 0 means no limit. FitOptions::memory_limit overrides it for one fit.
+inline std::size_t memory_limit() { return detail::memory_limit_ref(); }
+inline void set_memory_limit(std::size_t bytes) { detail::memory_limit_ref() = bytes; }
 
 }  // namespace nmsnn

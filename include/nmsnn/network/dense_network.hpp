@@ -125,6 +125,12 @@ class DenseNetwork : public Estimator<DenseNetwork<Task, ScalarT>, Task, ScalarT
     for (const auto& L : layers_) n += L.weights.size() + L.bias.size() + L.gamma.size() + L.beta.size();
     return n;
   }
+  /// Peak bytes of the buffers of a training batch of this size (activations kept for backward).
+  std::size_t workspace_bytes(Index batch) const {
+    std::size_t units = std::size_t(inputs());
+    for (const auto& L : layers_) units += 5 * std::size_t(L.weights.rows()) + std::size_t(L.weights.cols());
+    return units * std::size_t(std::max<Index>(batch, 1)) * sizeof(Scalar);
+  }
   /// Multiply-accumulates of one forward pass of one sample.
   Index macs_per_sample() const {
     Index n = 0;
@@ -178,6 +184,8 @@ class DenseNetwork : public Estimator<DenseNetwork<Task, ScalarT>, Task, ScalarT
       c.relu = z.cwiseMax(Scalar(0));
       h = c.relu;
       if (L.gamma.size()) {
+        c.prev_mean = L.running_mean;  // for rollback_step()
+        c.prev_var = L.running_var;
         c.xhat.resize(h.rows(), B);
         c.inv_std.resize(h.rows());
         c.batch_stats = B > 1;
@@ -234,12 +242,23 @@ class DenseNetwork : public Estimator<DenseNetwork<Task, ScalarT>, Task, ScalarT
     }
   }
 
+  /// Undoes the running-statistics update of the last forward_train() (the trainer calls it
+  /// when that step is refused as diverged, so the model is the one from before the step).
+  void rollback_step() {
+    for (std::size_t l = 0; l < cache_.size() && l < layers_.size(); ++l)
+      if (cache_[l].prev_mean.size()) {
+        layers_[l].running_mean = cache_[l].prev_mean;
+        layers_[l].running_var = cache_[l].prev_var;
+      }
+  }
+
   static constexpr double eps = 1e-5, momentum = 0.1;
 
  private:
   struct Cache {
     Matrix<Scalar> input, relu, xhat, mask;
     Vector<Scalar> inv_std;
+    Vector<double> prev_mean, prev_var;
     bool batch_stats = true;
   };
   DenseOptions options_;

@@ -97,6 +97,8 @@ class Estimator {
                                                    const std::vector<double>* class_weights) const;
   /// The stream id of the next training pass (each pass draws fresh random numbers).
   std::uint32_t next_stream() { return stream_counter_++; }
+  /// Throws ResourceError when a batch's buffers (the engine's workspace_bytes) exceed limit.
+  void check_memory(Index batch, std::size_t limit, std::string_view where) const;
   /// Stream of inference passes.
   static constexpr std::uint32_t predict_stream = 0xFFFFFFFFu;
 
@@ -184,7 +186,12 @@ double Estimator<Derived, Task, S>::train_step(const Eigen::MatrixBase<DX>& X, c
   static_assert(OptimizerFor<Optimizer, S>, "train_step: the optimiser needs step(span<const Parameter>)");
   const double loss = compute_gradients(X, y);
   const auto params = self().parameters();
-  detail::guarded_step<S>(std::span<const Parameter<S>>(params), opt, loss, "train_step");
+  try {
+    detail::guarded_step<S>(std::span<const Parameter<S>>(params), opt, loss, "train_step");
+  } catch (const NumericalError&) {
+    if constexpr (requires { self().rollback_step(); }) self().rollback_step();
+    throw;
+  }
   return loss;
 }
 
@@ -237,6 +244,12 @@ template <class Derived, class Task, class S>
 template <class DX, class Optimizer>
 History Estimator<Derived, Task, S>::fit_encoded(const Eigen::MatrixBase<DX>& X, Matrix<S> Y, const Eigen::MatrixXd* Xv,
                                              Matrix<S>* Yv, Optimizer& opt, const FitOptions& fo) {
+  if constexpr (Task::is_classifier) {
+    // A classifier cannot learn from one class: say so rather than return a constant model.
+    if ((Y.row(0).array() == Y(0, 0)).all())
+      detail::raise<ValueError>("fit: every training label is class ", Index(Y(0, 0)),
+                                "; a classifier needs at least two classes");
+  }
   if constexpr (!Task::is_classifier) {
     // Standardise the targets on the training rows: the model learns (y - mean) / (3 sd).
     // The factor 3 keeps ±3 sd inside the range a neuron's inner state holds below its
@@ -260,7 +273,17 @@ History Estimator<Derived, Task, S>::fit_encoded(const Eigen::MatrixBase<DX>& X,
       }
     }
   }
+  check_memory(std::min<Index>(fo.batch_size, X.rows()), fo.memory_limit ? *fo.memory_limit : memory_limit(), "fit");
   return detail::fit_loop(self(), X, Y, Xv, Yv, opt, fo, fo.seed ? *fo.seed : self().seed());
+}
+
+template <class Derived, class Task, class S>
+void Estimator<Derived, Task, S>::check_memory(Index batch, std::size_t limit, std::string_view where) const {
+  const std::size_t need = self().workspace_bytes(batch);
+  if (limit > 0 && need > limit)
+    detail::raise<ResourceError>(where, ": a batch of ", batch, " needs about ", need >> 20, " MiB of buffers, more than the limit of ",
+                                 limit >> 20, " MiB (use a smaller batch_size or time_steps, or raise FitOptions::memory_limit or "
+                                 "nmsnn::set_memory_limit)");
 }
 
 template <class Derived, class Task, class S>
@@ -269,6 +292,7 @@ Matrix<S> Estimator<Derived, Task, S>::readout_rows(const Eigen::MatrixBase<DX>&
   check_features(X, "predict");
   const Index n = X.rows();
   const Index batch = 256;
+  check_memory(std::min(batch, n), memory_limit(), "predict");
   Matrix<S> R(self().outputs(), n);
   std::vector<std::uint32_t> ids;
   for (Index begin = 0; begin < n; begin += batch) {

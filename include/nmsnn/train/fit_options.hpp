@@ -71,6 +71,10 @@ struct FitOptions {
   /// Regression: standardise the targets for training ((y - mean) / (3 sd)) and map
   /// predictions back.
   bool standardize_targets = true;
+  /// Resource guard: the most bytes a training batch's buffers may take (default:
+  /// nmsnn::memory_limit(), 8 GiB unless set; 0: no limit). fit throws ResourceError before
+  /// allocating anything when its estimate is larger.
+  std::optional<std::size_t> memory_limit = std::nullopt;
 
   void validate() const {
     if (epochs < 0) detail::raise<ValueError>("fit: epochs must be >= 0, found ", epochs);

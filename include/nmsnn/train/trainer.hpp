@@ -149,8 +149,13 @@ History fit_loop(Model& model, const Eigen::MatrixBase<Derived>& X, const Matrix
       }
       const double loss = model.train_batch(Xb, Yb, ids.data(), stream, &R, weights);
       const auto params = model.parameters();
-      guarded_step<Scalar>(std::span<const Parameter<Scalar>>(params), opt, loss,
-                           concat("fit (epoch ", epoch + 1, ", batch ", begin / batch + 1, ")"));
+      try {
+        guarded_step<Scalar>(std::span<const Parameter<Scalar>>(params), opt, loss,
+                             concat("fit (epoch ", epoch + 1, ", batch ", begin / batch + 1, ")"));
+      } catch (const NumericalError&) {
+        if constexpr (requires { model.rollback_step(); }) model.rollback_step();
+        throw;
+      }
       Rall.middleCols(begin, end - begin) = R;
       Yall.middleCols(begin, end - begin) = Yb;
       total += loss * double(end - begin);
