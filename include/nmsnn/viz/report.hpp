@@ -111,11 +111,8 @@ inline std::string join_widths(const std::vector<Index>& w) {
   for (std::size_t i = 0; i < w.size(); ++i) s += (i ? " -> " : "") + std::to_string(w[i]);
   return s;
 }
-inline std::string num(double v, int digits = 4) {
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
-}
+/// A number with a fixed count of decimals (4 unless told).
+inline std::string num(double v, int digits = 4) { return viz::detail::fixed(v, digits); }
 }  // namespace detail
 
 /// A report on a trained network evaluated on (X_test, y_test): the model and data summaries,
