@@ -1,7 +1,10 @@
 // nmsnn-bench — training-step timings on the workloads of the PyTorch reference
 // (shared/anchors/pynmsnn_reference.py), with the same interface and output:
 //
-//   nmsnn-bench WORKLOAD [--threads N] [--batches K]
+//   nmsnn-bench WORKLOAD [--threads N] [--batches K] [--device cpu|cuda]
+//
+// --device cuda (spiking workloads; the program built with NMSNN_CUDA=ON, nmsnn-bench-cuda)
+// runs the training passes on the GPU engine of nmsnn/cuda.hpp.
 //
 // WORKLOAD: binary, binary_noisy, iris, mnist, regression, and each with _mlp (the dense
 // network of the same width: Linear, ReLU, Linear, T = 1). Prints one JSON line:
@@ -11,6 +14,9 @@
 // sparse_input_path, density (fraction of hidden outputs > 0, i.e. spikes), generator_share
 // (time spent drawing input masks, as a fraction of a step).
 #include <nmsnn/nmsnn.hpp>
+#if defined(NMSNN_BENCH_CUDA)
+#include <nmsnn/cuda.hpp>
+#endif
 
 #include <sys/resource.h>
 
@@ -40,6 +46,8 @@ const std::map<std::string, Workload> workloads = {
     {"regression", {3, 100, 1, 64, 64, "mse", "sgd", nmsnn::Readout::mean}},
 };
 
+bool use_cuda = false;
+
 double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -58,6 +66,14 @@ template <class Net, class Opt>
 int run(const std::string& name, const Workload& w, Opt& opt, int threads, int batches) {
   constexpr bool spiking = requires(Net n) { n.time_steps(); };
   Net net = make_net<Net>(w);
+  if (use_cuda) {
+#if defined(NMSNN_BENCH_CUDA)
+    if constexpr (spiking) net.set_engine(std::make_shared<nmsnn::cuda::Engine<Net>>());
+    else throw nmsnn::ValueError("--device cuda: the _mlp workloads run on the CPU only");
+#else
+    throw nmsnn::ValueError("--device cuda: this nmsnn-bench was built without CUDA (use nmsnn-bench-cuda, NMSNN_CUDA=ON)");
+#endif
+  }
   [[maybe_unused]] const Eigen::Index T = spiking ? w.T : 1;
   // Synthetic data of the reference's distribution.
   nmsnn::CounterRng rng(0, nmsnn::RandomDomain::split, 1);
@@ -91,6 +107,21 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
   const double med = times[times.size() / 2];
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
+  if constexpr (spiking) {
+    if (use_cuda) {
+      // Arithmetic of one step on the GPU (dense: every input at every step).
+      const double flops = 2.0 * 3.0 * double(w.hidden * w.inputs + w.outputs * w.hidden) * double(w.T * w.batch);
+      // Bytes the scans move: forward reads and writes a_t/o_t, backward reads o_t and
+      // reads and writes the gradient, for every neuron, sample and step.
+      const double scan_bytes = 4.0 * 5.0 * double((w.hidden + w.outputs) * w.T * w.batch);
+      std::printf("{\"workload\": \"%s\", \"device\": \"cuda\", \"threads\": %d, \"batch\": %ld, \"T\": %ld, "
+                  "\"sec_per_batch\": %.6f, \"sample_steps_per_s\": %.1f, \"peak_rss_mib\": %.1f, \"tflops\": %.3f, "
+                  "\"scan_bytes_per_batch\": %.0f}\n",
+                  name.c_str(), threads, long(w.batch), long(w.T), med, double(w.batch * w.T) / med,
+                  double(ru.ru_maxrss) / 1024.0, flops / med * 1e-12, scan_bytes);
+      return 0;
+    }
+  }
   if constexpr (!spiking) {
     const double flops = 2.0 * 3.0 * double(net.macs_per_sample()) * double(w.batch);
     std::printf("{\"workload\": \"%s\", \"device\": \"cpu\", \"threads\": %d, \"batch\": %ld, \"T\": 1, "
@@ -159,7 +190,7 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
 
 int main(int argc, char** argv) try {
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0) {
-    std::cerr << "usage: nmsnn-bench WORKLOAD [--threads N] [--batches K]\n"
+    std::cerr << "usage: nmsnn-bench WORKLOAD [--threads N] [--batches K] [--device cpu|cuda]\n"
                  "WORKLOAD: binary, binary_noisy, iris, mnist, regression, each also with _mlp\n";
     return argc < 2 ? 2 : 0;
   }
@@ -168,7 +199,14 @@ int main(int argc, char** argv) try {
   for (int i = 2; i < argc; ++i) {
     if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = std::stoi(argv[++i]);
     else if (std::strcmp(argv[i], "--batches") == 0 && i + 1 < argc) batches = std::stoi(argv[++i]);
-    else {
+    else if (std::strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
+      const std::string d = argv[++i];
+      if (d != "cpu" && d != "cuda") {
+        std::cerr << "nmsnn-bench: --device must be cpu or cuda\n";
+        return 2;
+      }
+      use_cuda = d == "cuda";
+    } else {
       std::cerr << "nmsnn-bench: unknown argument '" << argv[i] << "'\n";
       return 2;
     }

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -43,6 +44,19 @@ struct SpikingOptions {
   Encoding encoder = Encoding::rate;
   NeuronOptions neuron = {};           ///< for every layer; change one with layer(i).set_neuron
   std::uint64_t seed = 0;              ///< initial weights, input masks and shuffles
+};
+
+/// Another engine for a network's training passes (the GPU path of nmsnn/cuda.hpp implements
+/// it). forward() returns the readout (outputs x B) and keeps what backward() needs;
+/// backward() writes every layer's weight and bias gradients.
+template <class Net>
+class ExternalEngine {
+ public:
+  using Scalar = typename Net::Scalar;
+  virtual ~ExternalEngine() = default;
+  virtual Matrix<Scalar> forward(const Net& net, const Matrix<Scalar>& Xb, const std::uint32_t* ids, DrawKey key) = 0;
+  virtual void backward(Net& net, const Matrix<Scalar>& Xb, const std::uint32_t* ids, DrawKey key,
+                        const Matrix<Scalar>& readout_grad) = 0;
 };
 
 template <TaskType Task, FloatingScalar ScalarT = float>
@@ -100,6 +114,11 @@ class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, Sca
   bool use_sparse_input(const Matrix<Scalar>& Xb) const;
   /// Peak bytes of the engine's buffers for a training batch of this size.
   std::size_t workspace_bytes(Index batch) const;
+  /// Runs the training passes (fit, train_step, compute_gradients) on another engine, such
+  /// as the GPU (nmsnn::cuda::Engine); nullptr returns to the CPU engine. The optimiser, the
+  /// losses and inference stay on the CPU. Copies of the network share the engine.
+  void set_engine(std::shared_ptr<ExternalEngine<SpikingNetwork>> engine) { engine_ = std::move(engine); }
+  const std::shared_ptr<ExternalEngine<SpikingNetwork>>& engine() const { return engine_; }
 
  private:
   SpikingOptions options_;
@@ -125,6 +144,7 @@ class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, Sca
     EncodedFor encoded_for;
   };
   Workspace ws_;
+  std::shared_ptr<ExternalEngine<SpikingNetwork>> engine_;
   void run_forward(const Matrix<Scalar>& Xb, const std::uint32_t* ids, DrawKey key,
                    Workspace& ws, Matrix<Scalar>& R) const;
 };

@@ -147,6 +147,7 @@ Matrix<S> SpikingNetwork<Task, S>::forward_batch(const Matrix<S>& Xb, const std:
 
 template <TaskType Task, FloatingScalar S>
 Matrix<S> SpikingNetwork<Task, S>::forward_train(const Matrix<S>& Xb, const std::uint32_t* ids, DrawKey key) {
+  if (engine_) return engine_->forward(*this, Xb, ids, key);
   Matrix<S> R;
   run_forward(Xb, ids, key, ws_, R);
   return R;
@@ -159,6 +160,10 @@ Matrix<S> SpikingNetwork<Task, S>::forward_train(const Matrix<S>& Xb, const std:
 template <TaskType Task, FloatingScalar S>
 void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uint32_t* ids, DrawKey key,
                                              const Matrix<S>& readout_grad) {
+  if (engine_) {
+    engine_->backward(*this, Xb, ids, key, readout_grad);
+    return;
+  }
   const Index T = time_steps(), B = Xb.cols(), TB = T * B, L = num_layers();
   NMSNN_ASSERT(Index(ws_.outputs.size()) == L && ws_.outputs.back().cols() == TB);
   Matrix<S> gv = readout_grad;
