@@ -127,24 +127,24 @@ __global__ void fill_bias(float* A, const float* bias, Index n, Index cols) {
     A[idx] = bias[idx % n];
 }
 
-/// Forward scan, one thread per neuron and sample (element j of a step's n x B block): A holds
+/// Forward scan, one thread per neuron and sample (grid-stride) (element j of a step's n x B block): A holds
 /// a_t on entry and o_t on exit; v_t is added to R (n x B) for t in [t_lo, t_hi] when R is set.
 __global__ void forward_scan(float* A, Index nB, Index T, float decay, float theta, float penalty, int subtract, float* R,
                              Index t_lo, Index t_hi) {
-  const Index j = Index(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (j >= nB) return;
   const float kappa = penalty / theta;
-  float v = 0, acc = 0;
-  for (Index t = 0; t < T; ++t) {
-    float* a = A + t * nB + j;
-    const float u = *a + v * decay;
-    const float g = u > theta ? 1.f : 0.f;
-    const float o = (u - theta) * g;
-    v = subtract ? u - (penalty + o) * g : u - (kappa * u) * g;
-    *a = o;
-    if (R && t >= t_lo && t <= t_hi) acc += v;
+  for (Index j = Index(blockIdx.x) * blockDim.x + threadIdx.x; j < nB; j += Index(gridDim.x) * blockDim.x) {
+    float v = 0, acc = 0;
+    for (Index t = 0; t < T; ++t) {
+      float* a = A + t * nB + j;
+      const float u = *a + v * decay;
+      const float g = u > theta ? 1.f : 0.f;
+      const float o = (u - theta) * g;
+      v = subtract ? u - (penalty + o) * g : u - (kappa * u) * g;
+      *a = o;
+      if (R && t >= t_lo && t <= t_hi) acc += v;
+    }
+    if (R) R[j] += acc;
   }
-  if (R) R[j] += acc;
 }
 
 /// Backward scan (MODEL.md "Gradients"), t = T-1 down to 0. O holds o_t (its sign is the fire
@@ -152,18 +152,18 @@ __global__ void forward_scan(float* A, Index nB, Index T, float decay, float the
 /// in [t_lo, t_hi] when set.
 __global__ void backward_scan(float* D, const float* O, Index nB, Index T, float decay, float kappa, int subtract, int has_go,
                               const float* gv, Index t_lo, Index t_hi) {
-  const Index j = Index(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (j >= nB) return;
-  float du_next = 0;
-  for (Index t = T - 1; t >= 0; --t) {
-    const Index idx = t * nB + j;
-    float dv = du_next * decay;
-    if (gv && t >= t_lo && t <= t_hi) dv += gv[j];
-    const float g = O[idx] > 0.f ? 1.f : 0.f;
-    float du = subtract ? dv - dv * g : dv - (kappa * dv) * g;
-    if (has_go) du += D[idx] * g;
-    D[idx] = du;
-    du_next = du;
+  for (Index j = Index(blockIdx.x) * blockDim.x + threadIdx.x; j < nB; j += Index(gridDim.x) * blockDim.x) {
+    float du_next = 0;
+    for (Index t = T - 1; t >= 0; --t) {
+      const Index idx = t * nB + j;
+      float dv = du_next * decay;
+      if (gv && t >= t_lo && t <= t_hi) dv += gv[j];
+      const float g = O[idx] > 0.f ? 1.f : 0.f;
+      float du = subtract ? dv - dv * g : dv - (kappa * dv) * g;
+      if (has_go) du += D[idx] * g;
+      D[idx] = du;
+      du_next = du;
+    }
   }
 }
 

@@ -357,20 +357,31 @@ inline std::string class_distribution(const Labels& y, Index classes, std::vecto
 
 // --- regression --------------------------------------------------------------------
 
+namespace detail {
+/// Points (x_i, y_i) in the data range {x0, x1, y0, y1} over a dashed reference line
+/// {from x, from y, to x, to y}; non-finite points are skipped.
+inline std::string scatter_with_line(const Eigen::VectorXd& x, const Eigen::VectorXd& y, const PlotOptions& o,
+                                     std::array<double, 4> range, std::array<double, 4> line) {
+  Canvas c(o.width, o.height);
+  Axes ax(c, range[0], range[1], range[2], range[3]);
+  ax.decorate(o);
+  c.line(ax.x(line[0]), ax.y(line[1]), ax.x(line[2]), ax.y(line[3]), "#d62728", 1.5, "stroke-dasharray=\"6 4\"");
+  for (Index i = 0; i < x.size(); ++i)
+    if (std::isfinite(x(i)) && std::isfinite(y(i))) c.circle(ax.x(x(i)), ax.y(y(i)), 3, "#1f77b4", "fill-opacity=\"0.6\"");
+  return c.str();
+}
+}  // namespace detail
+
 /// Predicted against actual values, with the identity line.
 inline std::string regression_fit(const Eigen::VectorXd& y, const Eigen::VectorXd& p) {
   nmsnn::detail::check_same_length(y.size(), p.size(), "regression_fit");
   const double lo = std::min(y.minCoeff(), p.minCoeff()), hi = std::max(y.maxCoeff(), p.maxCoeff());
   const double pad = 0.04 * (hi - lo + 1e-12);
-  PlotOptions o{.width = 520, .height = 480, .title = "Predicted vs actual (R² " + detail::fixed(regression_metrics(y, p).r2) + ")",
-                .xlabel = "actual", .ylabel = "predicted"};
-  Canvas c(o.width, o.height);
-  Axes ax(c, lo - pad, hi + pad, lo - pad, hi + pad);
-  ax.decorate(o);
-  c.line(ax.x(lo - pad), ax.y(lo - pad), ax.x(hi + pad), ax.y(hi + pad), "#d62728", 1.5, "stroke-dasharray=\"6 4\"");
-  for (Index i = 0; i < y.size(); ++i)
-    if (std::isfinite(y(i)) && std::isfinite(p(i))) c.circle(ax.x(y(i)), ax.y(p(i)), 3, "#1f77b4", "fill-opacity=\"0.6\"");
-  return c.str();
+  return detail::scatter_with_line(
+      y, p,
+      {.width = 520, .height = 480, .title = "Predicted vs actual (R² " + detail::fixed(regression_metrics(y, p).r2) + ")",
+       .xlabel = "actual", .ylabel = "predicted"},
+      {lo - pad, hi + pad, lo - pad, hi + pad}, {lo - pad, lo - pad, hi + pad, hi + pad});
 }
 
 /// Residuals (predicted - actual) against the predicted value, with the zero line.
@@ -379,14 +390,9 @@ inline std::string residual_plot(const Eigen::VectorXd& y, const Eigen::VectorXd
   const Eigen::VectorXd e = p - y;
   const double r = std::max(1e-12, e.cwiseAbs().maxCoeff()) * 1.08;
   const double pad = 0.04 * (p.maxCoeff() - p.minCoeff() + 1e-12);
-  PlotOptions o{.title = "Residuals", .xlabel = "predicted", .ylabel = "predicted - actual"};
-  Canvas c(o.width, o.height);
-  Axes ax(c, p.minCoeff() - pad, p.maxCoeff() + pad, -r, r);
-  ax.decorate(o);
-  c.line(ax.x(ax.x0()), ax.y(0), ax.x(ax.x1()), ax.y(0), "#d62728", 1.5, "stroke-dasharray=\"6 4\"");
-  for (Index i = 0; i < y.size(); ++i)
-    if (std::isfinite(e(i)) && std::isfinite(p(i))) c.circle(ax.x(p(i)), ax.y(e(i)), 3, "#1f77b4", "fill-opacity=\"0.6\"");
-  return c.str();
+  const double x0 = p.minCoeff() - pad, x1 = p.maxCoeff() + pad;
+  return detail::scatter_with_line(p, e, {.title = "Residuals", .xlabel = "predicted", .ylabel = "predicted - actual"},
+                                   {x0, x1, -r, r}, {x0, 0, x1, 0});
 }
 
 /// Histogram of the prediction errors (predicted - actual).
