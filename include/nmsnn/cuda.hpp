@@ -251,7 +251,7 @@ class Engine : public ExternalEngine<Net> {
 
   void backward(Net& net, const Matrix<float>& Xb, const std::uint32_t* /*ids*/, DrawKey /*key*/,
                 const Matrix<float>& readout_grad) override {
-    const Index T = net.time_steps(), B = Xb.cols(), TB = T * B, L = num_layers(net), F = Xb.rows();
+    const Index T = net.time_steps(), B = Xb.cols(), TB = T * B, L = net.num_layers(), F = Xb.rows();
     if (T != T_ || B != B_ || out_.size() != std::size_t(L))
       throw CudaError("nmsnn::cuda::Engine::backward: called without the matching forward()");
     Matrix<float> gv = readout_grad;
@@ -312,7 +312,6 @@ class Engine : public ExternalEngine<Net> {
   }
 
  private:
-  static Index num_layers(const Net& net) { return net.num_layers(); }
   cublasHandle_t blas_ = nullptr;
   Index T_ = 0, B_ = 0;
   DeviceArray<float> x_, S_, readout_, gv_, ones_, dW_, db_;

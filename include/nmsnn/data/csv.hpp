@@ -143,8 +143,9 @@ inline Dataset read_csv(const std::string& path, const CsvOptions& options = {})
     for (Index j = 0; j < width; ++j) names.push_back("x" + std::to_string(j));
   }
   Index target = options.no_target ? -1 : width - 1;
-  if (options.no_target) {
-  } else if (const auto* name = std::get_if<std::string>(&options.target)) {
+  const auto* name = options.no_target ? nullptr : std::get_if<std::string>(&options.target);
+  const auto* idx = options.no_target ? nullptr : std::get_if<Index>(&options.target);
+  if (name) {
     const auto it = std::find(names.begin(), names.end(), *name);
     if (it == names.end()) {
       std::string known;
@@ -154,7 +155,7 @@ inline Dataset read_csv(const std::string& path, const CsvOptions& options = {})
     if (std::count(names.begin(), names.end(), *name) > 1)
       detail::raise<IoError>("read_csv: ", path, ": the target name '", *name, "' appears more than once in the header");
     target = Index(it - names.begin());
-  } else if (const auto* idx = std::get_if<Index>(&options.target)) {
+  } else if (idx) {
     if (*idx < 0 || *idx >= width)
       detail::raise<IoError>("read_csv: ", path, ": target column ", *idx, " is outside 0..", width - 1);
     target = *idx;

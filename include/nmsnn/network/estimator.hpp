@@ -185,13 +185,7 @@ double Estimator<Derived, Task, S>::train_step(const Eigen::MatrixBase<DX>& X, c
                                            Optimizer& opt) {
   static_assert(OptimizerFor<Optimizer, S>, "train_step: the optimiser needs step(span<const Parameter>)");
   const double loss = compute_gradients(X, y);
-  const auto params = self().parameters();
-  try {
-    detail::guarded_step<S>(std::span<const Parameter<S>>(params), opt, loss, "train_step");
-  } catch (const NumericalError&) {
-    if constexpr (requires { self().rollback_step(); }) self().rollback_step();
-    throw;
-  }
+  detail::guarded_model_step(self(), opt, loss, "train_step");
   return loss;
 }
 

@@ -68,6 +68,20 @@ void guarded_step(std::span<const Parameter<Scalar>> params, Optimizer& opt, dou
       }
 }
 
+/// guarded_step on a model's parameters; a refused step also undoes the model's other state
+/// changes of that step (a dense network's batch-norm running statistics: rollback_step()).
+template <class Model, class Optimizer>
+void guarded_model_step(Model& model, Optimizer& opt, double loss, std::string_view where) {
+  using Scalar = typename Model::Scalar;
+  const auto params = model.parameters();
+  try {
+    guarded_step<Scalar>(std::span<const Parameter<Scalar>>(params), opt, loss, where);
+  } catch (const NumericalError&) {
+    if constexpr (requires { model.rollback_step(); }) model.rollback_step();
+    throw;
+  }
+}
+
 /// Draws a progress bar on standard error when asked to, or when it is a terminal.
 class ProgressBar {
  public:
@@ -148,14 +162,7 @@ History fit_loop(Model& model, const Eigen::MatrixBase<Derived>& X, const Matrix
         ids[b - begin] = std::uint32_t(idx[b]);
       }
       const double loss = model.train_batch(Xb, Yb, ids.data(), stream, &R, weights);
-      const auto params = model.parameters();
-      try {
-        guarded_step<Scalar>(std::span<const Parameter<Scalar>>(params), opt, loss,
-                             concat("fit (epoch ", epoch + 1, ", batch ", begin / batch + 1, ")"));
-      } catch (const NumericalError&) {
-        if constexpr (requires { model.rollback_step(); }) model.rollback_step();
-        throw;
-      }
+      guarded_model_step(model, opt, loss, concat("fit (epoch ", epoch + 1, ", batch ", begin / batch + 1, ")"));
       Rall.middleCols(begin, end - begin) = R;
       Yall.middleCols(begin, end - begin) = Yb;
       total += loss * double(end - begin);

@@ -64,21 +64,19 @@ Recording record_activity(const SpikingNetwork<Task, Scalar>& net, const Eigen::
     L.state = Eigen::MatrixXd::Zero(n, T);
     L.output = Eigen::MatrixXd::Zero(n, T);
     const Scalar decay = Scalar(nr.decay), theta = Scalar(nr.threshold), rho = Scalar(nr.penalty);
-    const Scalar kappa = rho / theta;
+    // The engine's own step (a_t -> o_t in A's column, v_{t-1} -> v_t), one step at a time so
+    // that every v_t is kept; emitted one step late.
     Matrix<Scalar> emitted = Matrix<Scalar>::Zero(n, T);
-    for (Index i = 0; i < n; ++i) {
-      Scalar v = 0;
-      for (Index t = 0; t < T; ++t) {
-        const Scalar u = A(i, t) + v * decay;
-        const Scalar g = static_cast<Scalar>(u > theta);
-        const Scalar o = (u - theta) * g;
-        v = nr.reset == Reset::scale ? u - (kappa * u) * g : u - (rho + o) * g;
-        if (t + 1 < T) {
-          L.state(i, t + 1) = double(v);
-          L.output(i, t + 1) = double(o);
-          emitted(i, t + 1) = o;
-        }
-      }
+    Vector<Scalar> v = Vector<Scalar>::Zero(n);
+    for (Index t = 0; t + 1 < T; ++t) {
+      Scalar* a = A.col(t).data();
+      if (nr.reset == Reset::scale)
+        detail::forward_step<Scalar, Reset::scale, false>(a, v.data(), nullptr, n, decay, theta, rho, rho / theta);
+      else
+        detail::forward_step<Scalar, Reset::subtract, false>(a, v.data(), nullptr, n, decay, theta, rho, rho / theta);
+      L.state.col(t + 1) = v.template cast<double>();
+      L.output.col(t + 1) = A.col(t).template cast<double>();
+      emitted.col(t + 1) = A.col(t);
     }
     L.firing_rate = (L.output.array() > 0).cast<double>().rowwise().mean();
     L.mean_firing_rate = L.firing_rate.mean();
