@@ -129,7 +129,12 @@ TEMPLATE_TEST_CASE("BPTT gradients equal central finite differences", "[gradient
   const Index outputs = std::is_same_v<TestType, MulticlassClassification> ? 3
                         : std::is_same_v<TestType, Regression>              ? 2
                                                                             : 1;
-  for (const auto& cfg : configs) CHECK(gradient_check<TestType>(cfg, outputs) <= 1e-6);
+  // Default: all 12 steps in one chunk; then chunks of 4 steps (the scans carry their state
+  // from chunk to chunk, and backward runs the chunks last first).
+  for (std::size_t chunk_bytes : {std::size_t(0), std::size_t(1)}) {
+    const test::EngineChunkBytes chunks(chunk_bytes);
+    for (const auto& cfg : configs) CHECK(gradient_check<TestType>(cfg, outputs) <= 1e-6);
+  }
   std::cout << "worst relative error so far: " << worst_overall << "\n";
 }
 
@@ -156,7 +161,11 @@ TEST_CASE("engine forward equals the naive transcription with the rate encoder's
 TEST_CASE("rate-encoder gradients equal finite differences on the dense and the sparse input path") {
   // L = sum(readout * G) with the masks of one fixed key: forward_train/backward_batch give the
   // gradient, forward_batch with the same key evaluates L at perturbed weights.
+  // Chunk bytes 0: T = 10 steps in one chunk, backward reuses the forward's draws; 1: chunks
+  // of 4, 4 and 2 steps, backward draws the masks again.
+  for (std::size_t chunk_bytes : {std::size_t(0), std::size_t(1)})
   for (double zero_fraction : {0.0, 0.75}) {
+    const test::EngineChunkBytes chunks(chunk_bytes);
     using Net = SpikingNetwork<MulticlassClassification, double>;
     double worst = 1;
     for (std::uint64_t seed = 1; seed < 400 && worst > 1e-6; ++seed) {
@@ -205,7 +214,7 @@ TEST_CASE("rate-encoder gradients equal finite differences on the dense and the 
         net.layer(l).set_weights(W);
         worst = std::max(worst, test::max_rel_error(net.layer(l).weight_gradient(), numeric, 1e-3));
       }
-      std::cout << "rate encoder, zero fraction " << zero_fraction << ": seed " << seed << ", margin " << margin
+      std::cout << "rate encoder, chunk bytes " << chunk_bytes << ", zero fraction " << zero_fraction << ": seed " << seed << ", margin " << margin
                 << ", worst rel. error " << worst << "\n";
     }
     CHECK(worst <= 1e-6);

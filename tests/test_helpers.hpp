@@ -15,6 +15,14 @@
 
 namespace test {
 
+/// Sets nmsnn::set_engine_chunk_bytes for a scope (0: the default).
+struct EngineChunkBytes {
+  explicit EngineChunkBytes(std::size_t bytes) { nmsnn::set_engine_chunk_bytes(bytes); }
+  ~EngineChunkBytes() { nmsnn::set_engine_chunk_bytes(0); }
+  EngineChunkBytes(const EngineChunkBytes&) = delete;
+  EngineChunkBytes& operator=(const EngineChunkBytes&) = delete;
+};
+
 inline nlohmann::json load_json(const std::string& name) {
   std::ifstream in(std::string(NMSNN_TEST_FIXTURES) + "/" + name);
   if (!in) throw std::runtime_error("missing fixture " + name);

@@ -70,4 +70,21 @@ inline std::size_t& memory_limit_ref() {
 inline std::size_t memory_limit() { return detail::memory_limit_ref(); }
 inline void set_memory_limit(std::size_t bytes) { detail::memory_limit_ref() = bytes; }
 
+namespace detail {
+inline constexpr std::size_t default_chunk_bytes = std::size_t(1) << 18;
+inline std::size_t& chunk_bytes_ref() {
+  static std::size_t bytes = default_chunk_bytes;
+  return bytes;
+}
+}  // namespace detail
+
+/// Size in bytes of one layer's block of time steps that the spiking engine keeps in cache
+/// while it runs a chunk of steps through all layers (default 256 KiB, half of a typical L2;
+/// 0 restores the default). A tuning knob: results change only by float rounding (the order
+/// of the sums over time), and never with the thread count.
+inline std::size_t engine_chunk_bytes() { return detail::chunk_bytes_ref(); }
+inline void set_engine_chunk_bytes(std::size_t bytes) {
+  detail::chunk_bytes_ref() = bytes ? bytes : detail::default_chunk_bytes;
+}
+
 }  // namespace nmsnn

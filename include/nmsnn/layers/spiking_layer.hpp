@@ -5,8 +5,9 @@
 // The layer works time-batched: the engine hands it the input currents a_t = W s_t + b of all
 // steps at once (n_out x T*B, column t*B + b), and the scan below runs the recurrence over t,
 // vectorised over neurons and samples, overwriting a_t with the output o_t. The backward scan
-// needs only the fire gates g_t = [o_t > 0], which the engine extracts from o_t (one byte
-// each) just before it reuses the outputs' storage for the gradients.
+// needs only the fire gates g_t = [o_t > 0]: it reads them from o_t and overwrites o_t with the
+// gradient dL/du_t. Both scans can run over a long sequence in pieces of steps, carrying
+// the state (v forward, du backward) from one piece to the next.
 #pragma once
 
 #include <algorithm>
@@ -73,15 +74,18 @@ inline void forward_step(Scalar* __restrict a, Scalar* __restrict v, Scalar* __r
 }
 
 /// Forward scan over T steps of the element range [j0, j1) of each step's block (size nB).
-/// A holds a_t on entry and o_t on exit. When R is given, v_t is added to R for t in
+/// A holds a_t on entry and o_t on exit. V, when given, holds the state v before the first
+/// step on entry and after the last on exit (so that a long run can be scanned in pieces);
+/// otherwise the state starts at zero. When R is given, v_t is added to R for t in
 /// [t_lo, t_hi] (the steps whose emitted state the readout reduces).
 template <class Scalar, Reset mode, bool readout>
 void forward_scan(Scalar* A, Index T, Index nB, Index j0, Index j1, Scalar decay, Scalar threshold,
-                  Scalar penalty, Scalar* R, Index t_lo, Index t_hi) {
+                  Scalar penalty, Scalar* V, Scalar* R, Index t_lo, Index t_hi) {
   const Scalar kappa = penalty / threshold;
   alignas(64) Scalar v[scan_chunk];
   const Index n = j1 - j0;
-  std::fill(v, v + n, Scalar(0));
+  if (V) std::copy(V + j0, V + j1, v);
+  else std::fill(v, v + n, Scalar(0));
   for (Index t = 0; t < T; ++t) {
     Scalar* a = A + t * nB + j0;
     if (readout && t >= t_lo && t <= t_hi)
@@ -89,45 +93,50 @@ void forward_scan(Scalar* A, Index T, Index nB, Index j0, Index j1, Scalar decay
     else
       forward_step<Scalar, mode, false>(a, v, nullptr, n, decay, threshold, penalty, kappa);
   }
+  if (V) std::copy(v, v + n, V + j0);
 }
 
 /// One backward step over n elements (see backward_scan).
 template <class Scalar, Reset mode, bool has_go, bool from_readout>
-inline void backward_step(Scalar* __restrict d, const std::uint8_t* __restrict gate, Scalar* __restrict du_next,
+inline void backward_step(Scalar* __restrict d, const Scalar* __restrict go, Scalar* __restrict du_next,
                           const Scalar* __restrict gv, Index n, Scalar decay, Scalar kappa) {
   for (Index j = 0; j < n; ++j) {
     Scalar dv = du_next[j] * decay;
     if constexpr (from_readout) dv += gv[j];
-    const Scalar g = static_cast<Scalar>(gate[j]);
+    const Scalar g = static_cast<Scalar>(d[j] > Scalar(0));  // g_t = [u_t > θ] = [o_t > 0]
     Scalar du;
     if constexpr (mode == Reset::scale)
       du = dv - (kappa * dv) * g;
     else
       du = dv - dv * g;
-    if constexpr (has_go) du += d[j] * g;
+    if constexpr (has_go) du += go[j] * g;
     d[j] = du;
     du_next[j] = du;
   }
 }
 
 /// Backward scan (MODEL.md "Gradients"), t = T-1 down to 0, over the element range [j0, j1).
-/// On entry D holds the gradient of the loss with respect to o_t (when has_go), on exit the
-/// gradient with respect to u_t (= a_t). G holds the fire gates g_t (0 or 1, one byte each).
-/// gv is the gradient with respect to v_t for t in [t_lo, t_hi] (the readout's, already scaled).
+/// D holds the outputs o_t on entry (their sign is the fire gate) and the gradient with
+/// respect to u_t (= a_t) on exit. GO, when has_go, holds the gradient with respect to o_t
+/// (same layout). DN, when given, holds du_T on entry and du_0 on exit (so that a long run
+/// can be scanned in pieces, last piece first); otherwise du_T = 0. gv is the gradient with
+/// respect to v_t for t in [t_lo, t_hi] (the readout's, already scaled).
 template <class Scalar, Reset mode, bool has_go, bool has_gv>
-void backward_scan(Scalar* D, const std::uint8_t* G, Index T, Index nB, Index j0, Index j1,
-                   Scalar decay, Scalar kappa, const Scalar* gv, Index t_lo, Index t_hi) {
+void backward_scan(Scalar* D, const Scalar* GO, Index T, Index nB, Index j0, Index j1, Scalar decay,
+                   Scalar kappa, Scalar* DN, const Scalar* gv, Index t_lo, Index t_hi) {
   alignas(64) Scalar du_next[scan_chunk];
   const Index n = j1 - j0;
-  std::fill(du_next, du_next + n, Scalar(0));
+  if (DN) std::copy(DN + j0, DN + j1, du_next);
+  else std::fill(du_next, du_next + n, Scalar(0));
   for (Index t = T - 1; t >= 0; --t) {
     Scalar* d = D + t * nB + j0;
-    const std::uint8_t* g = G + t * nB + j0;
+    const Scalar* go = has_go ? GO + t * nB + j0 : nullptr;
     if (has_gv && t >= t_lo && t <= t_hi)
-      backward_step<Scalar, mode, has_go, true>(d, g, du_next, gv + j0, n, decay, kappa);
+      backward_step<Scalar, mode, has_go, true>(d, go, du_next, gv + j0, n, decay, kappa);
     else
-      backward_step<Scalar, mode, has_go, false>(d, g, du_next, gv, n, decay, kappa);
+      backward_step<Scalar, mode, has_go, false>(d, go, du_next, gv, n, decay, kappa);
   }
+  if (DN) std::copy(du_next, du_next + n, DN + j0);
 }
 
 }  // namespace detail
@@ -193,18 +202,11 @@ class SpikingLayer {
 
   // --- engine interface (time-batched layout, see the file comment) ---------------------
 
-  /// Gates g = [o > 0] of an outputs x T*B block of outputs, one byte each.
-  static void extract_gates(const Scalar* O, Index size, std::uint8_t* G) {
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (size > 262144)
-#endif
-    for (Index i = 0; i < size; ++i) G[i] = O[i] > Scalar(0) ? 1 : 0;
-  }
-
   /// In place: a_t -> o_t for all steps of an (outputs x T*B) block; optionally adds v_t to
-  /// the readout R (outputs x B) for t in [t_lo, t_hi].
-  void scan_forward(Scalar* A, Index T, Index B, Scalar* R = nullptr, Index t_lo = 0,
-                    Index t_hi = -1) const {
+  /// the readout R (outputs x B) for t in [t_lo, t_hi]. V (outputs x B), when given, carries
+  /// the state v from the step before the block in and out of it.
+  void scan_forward(Scalar* A, Index T, Index B, Scalar* R = nullptr, Index t_lo = 0, Index t_hi = -1,
+                    Scalar* V = nullptr) const {
     const Index nB = outputs() * B;
     const Scalar decay = Scalar(neuron_.decay), theta = Scalar(neuron_.threshold),
                  rho = Scalar(neuron_.penalty);
@@ -215,18 +217,19 @@ class SpikingLayer {
     for (Index c = 0; c < chunks; ++c) {
       const Index j0 = c * detail::scan_chunk, j1 = std::min(nB, j0 + detail::scan_chunk);
       if (neuron_.reset == Reset::scale) {
-        if (R) detail::forward_scan<Scalar, Reset::scale, true>(A, T, nB, j0, j1, decay, theta, rho, R, t_lo, t_hi);
-        else detail::forward_scan<Scalar, Reset::scale, false>(A, T, nB, j0, j1, decay, theta, rho, R, t_lo, t_hi);
+        if (R) detail::forward_scan<Scalar, Reset::scale, true>(A, T, nB, j0, j1, decay, theta, rho, V, R, t_lo, t_hi);
+        else detail::forward_scan<Scalar, Reset::scale, false>(A, T, nB, j0, j1, decay, theta, rho, V, R, t_lo, t_hi);
       } else {
-        if (R) detail::forward_scan<Scalar, Reset::subtract, true>(A, T, nB, j0, j1, decay, theta, rho, R, t_lo, t_hi);
-        else detail::forward_scan<Scalar, Reset::subtract, false>(A, T, nB, j0, j1, decay, theta, rho, R, t_lo, t_hi);
+        if (R) detail::forward_scan<Scalar, Reset::subtract, true>(A, T, nB, j0, j1, decay, theta, rho, V, R, t_lo, t_hi);
+        else detail::forward_scan<Scalar, Reset::subtract, false>(A, T, nB, j0, j1, decay, theta, rho, V, R, t_lo, t_hi);
       }
     }
   }
 
-  /// In place: D (outputs x T*B) from dL/do_t (when has_go) to dL/du_t. G holds the gates
-  /// g_t = [o_t > 0] as bytes. gv (outputs x B), when given, is dL/dv_t for t in [t_lo, t_hi].
-  void scan_backward(Scalar* D, const std::uint8_t* G, Index T, Index B, bool has_go,
+  /// In place: D (outputs x T*B) from the outputs o_t to dL/du_t. GO (same layout), when
+  /// given, is dL/do_t; gv (outputs x B), when given, is dL/dv_t for t in [t_lo, t_hi].
+  /// DN (outputs x B), when given, carries du from the step after the block in and out of it.
+  void scan_backward(Scalar* D, const Scalar* GO, Index T, Index B, Scalar* DN = nullptr,
                      const Scalar* gv = nullptr, Index t_lo = 0, Index t_hi = -1) const {
     const Index nB = outputs() * B;
     const Scalar decay = Scalar(neuron_.decay);
@@ -237,11 +240,11 @@ class SpikingLayer {
 #endif
     for (Index c = 0; c < chunks; ++c) {
       const Index j0 = c * detail::scan_chunk, j1 = std::min(nB, j0 + detail::scan_chunk);
-      dispatch_backward(has_go, gv != nullptr, [&]<bool go, bool has_gv>() {
+      dispatch_backward(GO != nullptr, gv != nullptr, [&]<bool go, bool has_gv>() {
         if (neuron_.reset == Reset::scale)
-          detail::backward_scan<Scalar, Reset::scale, go, has_gv>(D, G, T, nB, j0, j1, decay, kappa, gv, t_lo, t_hi);
+          detail::backward_scan<Scalar, Reset::scale, go, has_gv>(D, GO, T, nB, j0, j1, decay, kappa, DN, gv, t_lo, t_hi);
         else
-          detail::backward_scan<Scalar, Reset::subtract, go, has_gv>(D, G, T, nB, j0, j1, decay, kappa, gv, t_lo, t_hi);
+          detail::backward_scan<Scalar, Reset::subtract, go, has_gv>(D, GO, T, nB, j0, j1, decay, kappa, DN, gv, t_lo, t_hi);
       });
     }
   }

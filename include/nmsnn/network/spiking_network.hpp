@@ -103,8 +103,10 @@ class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, Sca
                       const Matrix<Scalar>& readout_grad);
   /// Steps of layer 1's encoded input generated at once (bounds memory by F x chunk x B).
   Index input_chunk_steps(Index batch) const;
+  /// Steps the engine runs together through all layers (a multiple of 4, sized for the cache).
+  Index time_chunk_steps(Index batch) const;
   /// Fraction of layer l's outputs o_t that were > 0 (spikes) in the last forward_train()
-  /// (before backward_batch, which reuses that storage).
+  /// (before backward_batch, which overwrites them with gradients).
   double activity(Index l) const {
     const auto& O = ws_.outputs.at(std::size_t(l));
     return O.size() ? double((O.array() > Scalar(0)).count()) / double(O.size()) : 0.0;
@@ -128,7 +130,7 @@ class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, Sca
 
   // Workspace of the last training forward pass (kept for backward). Inference allocates its
   // own, so const methods stay thread-safe.
-  struct EncodedFor {  // which draws the encoded chunk holds, when it holds all T steps
+  struct EncodedFor {  // which draws `encoded` holds, when it holds all T steps
     DrawKey key{};
     std::vector<std::uint32_t> ids;
     bool matches(const DrawKey& k, const std::uint32_t* p, Index B) const {
@@ -138,9 +140,8 @@ class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, Sca
   };
   struct Workspace {
     std::vector<Matrix<Scalar>> outputs;  // o_t of each layer (n_l x T*B); dL/du after backward
-    Matrix<Scalar> grad;                  // dL/du of the last layer
-    std::vector<std::uint8_t> gates;      // fire gates of the layer being differentiated
-    Matrix<Scalar> encoded;               // one chunk of layer 1's input
+    Matrix<Scalar> encoded;               // layer 1's input: all steps, or one chunk of them
+    Matrix<Scalar> scratch;               // dL/do of one chunk of the layer below (backward)
     EncodedFor encoded_for;
   };
   Workspace ws_;

@@ -61,10 +61,25 @@ Index SpikingNetwork<Task, S>::parameter_count() const {
 
 template <TaskType Task, FloatingScalar S>
 Index SpikingNetwork<Task, S>::input_chunk_steps(Index batch) const {
-  // About 4 Mi scalars of encoded input at a time, whatever T; a multiple of 4 steps, since
-  // one generator call draws four consecutive steps of a feature.
+  // About 4 Mi scalars of encoded input at a time (16 x engine_chunk_bytes() by default),
+  // whatever T; a multiple of 4 steps, since one generator call draws four consecutive steps
+  // of a feature.
   const Index per_step = std::max<Index>(1, inputs() * batch);
-  const Index steps = std::max<Index>(4, ((Index(1) << 22) / per_step) & ~Index(3));
+  const Index budget = Index(16 * engine_chunk_bytes());
+  const Index steps = std::max<Index>(4, (budget / per_step) & ~Index(3));
+  return std::min(steps, time_steps());
+}
+
+template <TaskType Task, FloatingScalar S>
+Index SpikingNetwork<Task, S>::time_chunk_steps(Index batch) const {
+  // Steps run together, layer after layer, so that a chunk of the widest layer stays in cache
+  // from its product through its scan to the next layer's product (and back in backward); a
+  // multiple of 4 steps, and no more than layer 1's input chunk.
+  Index widest = 1;
+  for (const auto& l : layers_) widest = std::max(widest, l.outputs());
+  const Index per_step = std::max<Index>(1, widest * batch * Index(sizeof(S)));
+  Index steps = std::max<Index>(4, (Index(engine_chunk_bytes()) / per_step) & ~Index(3));
+  if (!encoder_.constant_in_time()) steps = std::min(steps, input_chunk_steps(batch));
   return std::min(steps, time_steps());
 }
 
@@ -77,62 +92,84 @@ bool SpikingNetwork<Task, S>::use_sparse_input(const Matrix<S>& Xb) const {
 
 template <TaskType Task, FloatingScalar S>
 std::size_t SpikingNetwork<Task, S>::workspace_bytes(Index batch) const {
-  // Outputs of every layer, the last layer's gradient, one layer's gates (bytes), one chunk of
-  // encoded input (dense path) and the readout.
-  const std::size_t TB = std::size_t(time_steps()) * std::size_t(batch);
-  std::size_t scalars = (std::size_t(outputs()) + 1) * TB, widest = 0;
-  for (const auto& l : layers_) {
-    scalars += std::size_t(l.outputs()) * TB;
-    widest = std::max(widest, std::size_t(l.outputs()));
+  // Outputs of every layer (all steps; backward overwrites them with dL/du), the readout, the
+  // scans' carried states, layer 1's encoded input (all steps when they fit one input chunk,
+  // else one time chunk) and one time chunk of dL/do for the layers below the last.
+  const std::size_t B = std::size_t(batch), TB = std::size_t(time_steps()) * B;
+  const std::size_t chunk = std::size_t(time_chunk_steps(batch)) * B;
+  std::size_t scalars = std::size_t(outputs()) * B, widest_below = 0;
+  for (std::size_t l = 0; l < layers_.size(); ++l) {
+    scalars += std::size_t(layers_[l].outputs()) * (TB + 2 * B);
+    if (l + 1 < layers_.size()) widest_below = std::max(widest_below, std::size_t(layers_[l].outputs()));
   }
-  if (!encoder_.constant_in_time())
-    scalars += std::size_t(inputs()) * std::size_t(input_chunk_steps(batch) * batch);
-  return scalars * sizeof(S) + widest * TB;
+  scalars += widest_below * chunk;
+  if (!encoder_.constant_in_time()) {
+    const bool all = input_chunk_steps(batch) >= time_steps();
+    scalars += std::size_t(inputs()) * (all ? TB : chunk);
+  }
+  return scalars * sizeof(S);
 }
 
-// Forward (MODEL.md "One spiking layer, one step", "The network"): for each layer, currents of
-// all steps by one product, then the scan. Layer l >= 2 reads at step t what layer l-1 emitted,
-// o_{t-1}: columns [0, (T-1)B) of its outputs feed steps 1..T-1; step 0 gets the bias alone.
+// Forward (MODEL.md "One spiking layer, one step", "The network"), in chunks of time steps:
+// for each chunk and each layer, the currents of the chunk's steps by one product, then the
+// scan, carrying the state v from chunk to chunk. Layer l >= 2 reads at step t what layer l-1
+// emitted, o_{t-1} (column block t-1 of its outputs); step 0 gets the bias alone. Layer 1's
+// currents come from one product per chunk of regenerated masks, or, on the sparse and the
+// constant-input paths, for all steps at once before the chunks.
 template <TaskType Task, FloatingScalar S>
 void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32_t* ids, DrawKey key,
                                           Workspace& ws, Matrix<S>& R) const {
-  const Index T = time_steps(), B = Xb.cols(), TB = T * B, L = num_layers();
+  const Index T = time_steps(), B = Xb.cols(), TB = T * B, L = num_layers(), F = inputs();
   ws.outputs.resize(std::size_t(L));
   R.setZero(outputs(), B);
-  for (Index l = 0; l < L; ++l) {
-    const Layer& layer = layers_[std::size_t(l)];
-    Matrix<S>& A = ws.outputs[std::size_t(l)];
-    A.resize(layer.outputs(), TB);
-    const auto W = detail::cmap(layer.weights().data(), layer.outputs(), layer.inputs());
-    A.colwise() = layer.bias();  // the products below accumulate onto the bias
-    if (l == 0) {
-      if (encoder_.constant_in_time()) {
-        const Matrix<S> a = layer.weights() * Xb;
-        for (Index t = 0; t < T; ++t) A.middleCols(t * B, B) += a;
-      } else if (use_sparse_input(Xb)) {
-        detail::sparse_forward(A, layer.weights(), Xb, ids, key, encoder_, T);
-      } else {
-        const Index chunk = input_chunk_steps(B);
-        ws.encoded.resize(inputs(), chunk * B);
-        for (Index t0 = 0; t0 < T; t0 += chunk) {
-          const Index steps = std::min(chunk, T - t0);
-          encoder_.encode(Xb, ids, key, t0, steps, ws.encoded);
-          detail::gemm_nn<S>(detail::map(A.data() + t0 * B * A.rows(), A.rows(), steps * B), W,
-                             detail::cmap(ws.encoded.data(), inputs(), steps * B), true);
-        }
-        // When all T steps fit in one chunk, backward reuses it instead of drawing again.
-        ws.encoded_for = chunk >= T ? EncodedFor{key, std::vector<std::uint32_t>(ids, ids + B)} : EncodedFor{};
-      }
-    } else if (T > 1) {
-      detail::gemm_nn<S>(detail::map(A.data() + B * A.rows(), A.rows(), (T - 1) * B), W,
-                         detail::cmap(ws.outputs[std::size_t(l - 1)].data(), layer.inputs(), (T - 1) * B),
-                         true);
+  for (Index l = 0; l < L; ++l) ws.outputs[std::size_t(l)].resize(layers_[std::size_t(l)].outputs(), TB);
+  const bool dense_input = !encoder_.constant_in_time() && !use_sparse_input(Xb);
+  const bool keep_all = dense_input && input_chunk_steps(B) >= T;  // backward reuses the draws
+  const Index c = time_chunk_steps(B);
+  if (!dense_input) {
+    Matrix<S>& A = ws.outputs[0];
+    A.colwise() = layers_[0].bias();
+    if (encoder_.constant_in_time()) {
+      const Matrix<S> a = layers_[0].weights() * Xb;
+      for (Index t = 0; t < T; ++t) A.middleCols(t * B, B) += a;
+    } else {
+      detail::sparse_forward(A, layers_[0].weights(), Xb, ids, key, encoder_, T);
     }
-    if (l == L - 1)
-      layer.scan_forward(A.data(), T, B, R.data(), reducer_.first_state(), reducer_.last_state());
-    else
-      layer.scan_forward(A.data(), T, B);
+  } else {
+    ws.encoded.resize(F, (keep_all ? T : c) * B);
   }
+  std::vector<Matrix<S>> V(static_cast<std::size_t>(L));
+  for (Index l = 0; l < L; ++l) V[std::size_t(l)].setZero(layers_[std::size_t(l)].outputs(), B);
+  for (Index t0 = 0; t0 < T; t0 += c) {
+    const Index steps = std::min(c, T - t0), t1 = t0 + steps;
+    for (Index l = 0; l < L; ++l) {
+      const Layer& layer = layers_[std::size_t(l)];
+      const Index n = layer.outputs(), in = layer.inputs();
+      S* a = ws.outputs[std::size_t(l)].data() + t0 * B * n;
+      const auto W = detail::cmap(layer.weights().data(), n, in);
+      if (l == 0) {
+        if (dense_input) {
+          detail::map(a, n, steps * B).colwise() = layer.bias();
+          auto E = detail::map(ws.encoded.data() + (keep_all ? t0 * B * F : 0), F, steps * B);
+          encoder_.encode(Xb, ids, key, t0, steps, E);
+          detail::gemm_nn<S>(detail::map(a, n, steps * B), W, detail::cmap(E.data(), F, steps * B), true);
+        }
+      } else {
+        detail::map(a, n, steps * B).colwise() = layer.bias();
+        const Index s0 = std::max<Index>(t0, 1);  // the products accumulate onto the bias
+        if (t1 > s0)
+          detail::gemm_nn<S>(detail::map(ws.outputs[std::size_t(l)].data() + s0 * B * n, n, (t1 - s0) * B), W,
+                             detail::cmap(ws.outputs[std::size_t(l - 1)].data() + (s0 - 1) * B * in, in, (t1 - s0) * B),
+                             true);
+      }
+      if (l == L - 1)
+        layer.scan_forward(a, steps, B, R.data(), reducer_.first_state() - t0, reducer_.last_state() - t0,
+                           V[std::size_t(l)].data());
+      else
+        layer.scan_forward(a, steps, B, nullptr, 0, -1, V[std::size_t(l)].data());
+    }
+  }
+  ws.encoded_for = keep_all ? EncodedFor{key, std::vector<std::uint32_t>(ids, ids + B)} : EncodedFor{};
   if (reducer_.kind() == Readout::mean) R /= S(T - begin_eval());
 }
 
@@ -153,10 +190,14 @@ Matrix<S> SpikingNetwork<Task, S>::forward_train(const Matrix<S>& Xb, const std:
   return R;
 }
 
-// Backward (MODEL.md "Gradients"). For the last layer, dL/dv_t is the readout gradient (divided
-// by T - e for a mean) for the reduced steps and there is no dL/do_t. For layer l >= 2,
-// dW_l = dU_l[:, steps 1..T-1] * O_{l-1}[:, steps 0..T-2]^T and the gradient with respect to
-// o_{t-1} of layer l-1 is W_l^T du_t. Layer 1's inputs are regenerated chunk by chunk.
+// Backward (MODEL.md "Gradients"), in the forward's chunks of time steps, last chunk first;
+// within a chunk, last layer first, each scan carrying du from the chunk after it. Each
+// layer's outputs are overwritten with dL/du chunk by chunk. For the last layer, dL/dv_t is
+// the readout gradient (divided by T - e for a mean) for the reduced steps and there is no
+// dL/do_t. For layer l >= 2, dW_l = sum_t du_t o_{t-1}^T of layer l-1 (t >= 1) and the
+// gradient with respect to o_t of layer l-1 is W_l^T du_{t+1} (zero at t = T-1); the du of
+// the chunk's step after its last is already there, from the chunk after it. Layer 1's
+// inputs are the forward's draws when they were all kept, else drawn again chunk by chunk.
 template <TaskType Task, FloatingScalar S>
 void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uint32_t* ids, DrawKey key,
                                              const Matrix<S>& readout_grad) {
@@ -164,64 +205,84 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
     engine_->backward(*this, Xb, ids, key, readout_grad);
     return;
   }
-  const Index T = time_steps(), B = Xb.cols(), TB = T * B, L = num_layers();
+  const Index T = time_steps(), B = Xb.cols(), TB = T * B, L = num_layers(), F = inputs();
   NMSNN_ASSERT(Index(ws_.outputs.size()) == L && ws_.outputs.back().cols() == TB);
   Matrix<S> gv = readout_grad;
   if (reducer_.kind() == Readout::mean) gv /= S(T - begin_eval());
-  // Memory: the gates of a layer are extracted (one byte each) just before its outputs'
-  // storage is reused for its gradient dL/du, so only one extra buffer (the last layer's) is
-  // needed beyond the forward pass.
-  Matrix<S>* D = &ws_.grad;
-  D->resize(outputs(), TB);
-  ws_.gates.resize(std::size_t(ws_.outputs.back().size()));
-  Layer::extract_gates(ws_.outputs.back().data(), ws_.outputs.back().size(), ws_.gates.data());
-  layers_.back().scan_backward(D->data(), ws_.gates.data(), T, B, false, gv.data(),
-                               reducer_.first_state(), reducer_.last_state());
-  for (Index l = L - 1; l >= 0; --l) {
+  const bool dense_input = !encoder_.constant_in_time() && !use_sparse_input(Xb);
+  const bool reuse = dense_input && ws_.encoded_for.matches(key, ids, B) && ws_.encoded.cols() >= TB;
+  const Index c = time_chunk_steps(B);
+  if (dense_input && !reuse) ws_.encoded.resize(F, c * B);
+  Index widest_below = 0;
+  for (Index l = 0; l + 1 < L; ++l) widest_below = std::max(widest_below, layers_[std::size_t(l)].outputs());
+  ws_.scratch.resize(widest_below, c * B);  // dL/do of the layer below, one chunk
+  std::vector<Matrix<S>> DN(static_cast<std::size_t>(L));
+  for (Index l = 0; l < L; ++l) {
     Layer& layer = layers_[std::size_t(l)];
-    const Index n = layer.outputs(), in = layer.inputs();
-    layer.mutable_bias_gradient() = D->rowwise().sum();
-    Matrix<S>& dW = layer.mutable_weight_gradient();
-    dW.setZero(n, in);
-    auto dW_map = detail::map(dW.data(), n, in);
-    if (l > 0) {
-      Matrix<S>& below = ws_.outputs[std::size_t(l - 1)];  // o_t of layer l-1, then its dL/du
-      const auto dU = detail::cmap(D->data() + B * n, n, (T - 1) * B);
-      if (T > 1) detail::gemm_nt_acc<S>(dW_map, dU, detail::cmap(below.data(), in, (T - 1) * B));
-      ws_.gates.resize(std::size_t(below.size()));
-      Layer::extract_gates(below.data(), below.size(), ws_.gates.data());
-      if (T > 1)
-        detail::gemm_tn<S>(detail::map(below.data(), in, (T - 1) * B),
-                           detail::cmap(layer.weights().data(), n, in), dU, false);
-      below.rightCols(B).setZero();
-      layers_[std::size_t(l - 1)].scan_backward(below.data(), ws_.gates.data(), T, B, true);
-      D = &below;
-    } else if (encoder_.constant_in_time()) {
-      // s_t = x for every t: dW_1 = (sum_t du_t) x^T.
-      Matrix<S> du_sum = Matrix<S>::Zero(n, B);
-      for (Index t = 0; t < T; ++t) du_sum += D->middleCols(t * B, B);
-      dW.noalias() = du_sum * Xb.transpose();
-    } else if (use_sparse_input(Xb)) {
-      detail::sparse_weight_gradient(dW, *D, Xb, ids, key, encoder_, T);
-    } else {
-      const Index chunk = input_chunk_steps(B);
-      const bool reuse = ws_.encoded_for.matches(key, ids, B) && ws_.encoded.cols() >= T * B;
-      ws_.encoded.resize(in, chunk * B);
-      // The larger of du and s is packed as the product's left operand, where Eigen packs a
-      // column-major matrix fastest: for wide inputs accumulate dW^T = sum s du^T instead.
-      const bool transposed = in > n;
-      Matrix<S> dWT;
-      if (transposed) dWT.setZero(in, n);
-      for (Index t0 = 0; t0 < T; t0 += chunk) {
-        const Index steps = std::min(chunk, T - t0);
-        if (!reuse) encoder_.encode(Xb, ids, key, t0, steps, ws_.encoded);
-        const auto dU = detail::cmap(D->data() + t0 * B * n, n, steps * B);
-        const auto Sx = detail::cmap(ws_.encoded.data(), in, steps * B);
-        if (transposed) detail::gemm_nt_acc_rows<S>(detail::map(dWT.data(), in, n), Sx, dU);
-        else detail::gemm_nt_acc<S>(dW_map, dU, Sx);
+    DN[std::size_t(l)].setZero(layer.outputs(), B);
+    layer.mutable_weight_gradient().setZero(layer.outputs(), layer.inputs());
+    layer.mutable_bias_gradient().setZero(layer.outputs());
+  }
+  // A layer with more inputs than outputs accumulates its gradient as dW^T = sum s du^T, so
+  // that the larger operand is the product's left one, which Eigen packs fastest (for an
+  // output layer of 3 neurons below 100 this is 3x faster than dW += du s^T).
+  std::vector<Matrix<S>> dWT(static_cast<std::size_t>(L));
+  auto transposed = [&](Index l) {
+    return (l > 0 || dense_input) && layers_[std::size_t(l)].inputs() > layers_[std::size_t(l)].outputs();
+  };
+  for (Index l = 0; l < L; ++l)
+    if (transposed(l)) dWT[std::size_t(l)].setZero(layers_[std::size_t(l)].inputs(), layers_[std::size_t(l)].outputs());
+  for (Index t0 = (T - 1) / c * c; t0 >= 0; t0 -= c) {
+    const Index steps = std::min(c, T - t0), t1 = t0 + steps;
+    for (Index l = L - 1; l >= 0; --l) {
+      Layer& layer = layers_[std::size_t(l)];
+      const Index n = layer.outputs(), in = layer.inputs();
+      S* d = ws_.outputs[std::size_t(l)].data();  // o_t before this chunk's scan, dL/du_t after
+      if (l == L - 1)
+        layer.scan_backward(d + t0 * B * n, nullptr, steps, B, DN[std::size_t(l)].data(), gv.data(),
+                            reducer_.first_state() - t0, reducer_.last_state() - t0);
+      else
+        layer.scan_backward(d + t0 * B * n, ws_.scratch.data(), steps, B, DN[std::size_t(l)].data());
+      const auto dU = detail::cmap(d + t0 * B * n, n, steps * B);
+      layer.mutable_bias_gradient() += dU.rowwise().sum();
+      auto dW = detail::map(layer.mutable_weight_gradient().data(), n, in);
+      if (l > 0) {
+        const S* below = ws_.outputs[std::size_t(l - 1)].data();  // still o_t up to step t1 - 1
+        const Index s0 = std::max<Index>(t0, 1);
+        if (t1 > s0) {
+          const auto dUs = detail::cmap(d + s0 * B * n, n, (t1 - s0) * B);
+          const auto Os = detail::cmap(below + (s0 - 1) * B * in, in, (t1 - s0) * B);
+          if (transposed(l)) detail::gemm_nt_acc_rows<S>(detail::map(dWT[std::size_t(l)].data(), in, n), Os, dUs);
+          else detail::gemm_nt_acc<S>(dW, dUs, Os);
+        }
+        const Index ng = std::min(t1, T - 1) - t0;  // steps of the chunk with a step after them
+        if (ng > 0)
+          detail::gemm_tn<S>(detail::map(ws_.scratch.data(), in, ng * B), detail::cmap(layer.weights().data(), n, in),
+                             detail::cmap(d + (t0 + 1) * B * n, n, ng * B), false);
+        if (ng < steps) detail::map(ws_.scratch.data() + ng * B * in, in, (steps - ng) * B).setZero();
+      } else if (dense_input) {
+        S* e = ws_.encoded.data() + (reuse ? t0 * B * F : 0);
+        if (!reuse) {
+          auto E = detail::map(e, F, steps * B);
+          encoder_.encode(Xb, ids, key, t0, steps, E);
+        }
+        if (transposed(0)) detail::gemm_nt_acc_rows<S>(detail::map(dWT[0].data(), F, n), detail::cmap(e, F, steps * B), dU);
+        else detail::gemm_nt_acc<S>(dW, dU, detail::cmap(e, F, steps * B));
       }
-      if (transposed) dW = dWT.transpose();
     }
+  }
+  for (Index l = 0; l < L; ++l)
+    if (transposed(l)) layers_[std::size_t(l)].mutable_weight_gradient() = dWT[std::size_t(l)].transpose();
+  if (dense_input) return;  // layer 1's gradient was accumulated chunk by chunk
+  Matrix<S>& dW1 = layers_[0].mutable_weight_gradient();
+  const Matrix<S>& D1 = ws_.outputs[0];
+  if (encoder_.constant_in_time()) {
+    // s_t = x for every t: dW_1 = (sum_t du_t) x^T.
+    Matrix<S> du_sum = Matrix<S>::Zero(D1.rows(), B);
+    for (Index t = 0; t < T; ++t) du_sum += D1.middleCols(t * B, B);
+    dW1.noalias() = du_sum * Xb.transpose();
+  } else {
+    detail::sparse_weight_gradient(dW1, D1, Xb, ids, key, encoder_, T);
   }
 }
 
