@@ -1,7 +1,7 @@
 // nmsnn-bench — training-step timings on the workloads of the PyTorch reference
 // (shared/anchors/pynmsnn_reference.py), with the same interface and output:
 //
-//   nmsnn-bench WORKLOAD [--threads N] [--batches K] [--device cpu|cuda]
+//   nmsnn-bench WORKLOAD [--threads N] [--batches K] [--chunk-bytes N] [--device cpu|cuda]
 //
 // --device cuda (spiking workloads; the program built with NMSNN_CUDA=ON, nmsnn-bench-cuda)
 // runs the training passes on the GPU engine of nmsnn/cuda.hpp.
@@ -190,7 +190,7 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
 
 int main(int argc, char** argv) try {
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0) {
-    std::cerr << "usage: nmsnn-bench WORKLOAD [--threads N] [--batches K] [--device cpu|cuda]\n"
+    std::cerr << "usage: nmsnn-bench WORKLOAD [--threads N] [--batches K] [--chunk-bytes N] [--device cpu|cuda]\n"
                  "WORKLOAD: binary, binary_noisy, iris, mnist, regression, each also with _mlp\n";
     return argc < 2 ? 2 : 0;
   }
@@ -199,6 +199,8 @@ int main(int argc, char** argv) try {
   for (int i = 2; i < argc; ++i) {
     if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = std::stoi(argv[++i]);
     else if (std::strcmp(argv[i], "--batches") == 0 && i + 1 < argc) batches = std::stoi(argv[++i]);
+    else if (std::strcmp(argv[i], "--chunk-bytes") == 0 && i + 1 < argc)  // nmsnn::set_engine_chunk_bytes
+      nmsnn::set_engine_chunk_bytes(std::stoul(argv[++i]));
     else if (std::strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
       const std::string d = argv[++i];
       if (d != "cpu" && d != "cuda") {
