@@ -148,6 +148,7 @@ class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, Sca
   std::shared_ptr<ExternalEngine<SpikingNetwork>> engine_;
   void run_forward(const Matrix<Scalar>& Xb, const std::uint32_t* ids, DrawKey key,
                    Workspace& ws, Matrix<Scalar>& R) const;
+  Index widest_hidden() const;  // widest layer below the last (0 with one layer)
 };
 
 template <FloatingScalar Scalar = float>

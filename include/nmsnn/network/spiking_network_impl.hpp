@@ -84,6 +84,13 @@ Index SpikingNetwork<Task, S>::time_chunk_steps(Index batch) const {
 }
 
 template <TaskType Task, FloatingScalar S>
+Index SpikingNetwork<Task, S>::widest_hidden() const {
+  Index widest = 0;
+  for (std::size_t l = 0; l + 1 < layers_.size(); ++l) widest = std::max(widest, layers_[l].outputs());
+  return widest;
+}
+
+template <TaskType Task, FloatingScalar S>
 bool SpikingNetwork<Task, S>::use_sparse_input(const Matrix<S>& Xb) const {
   if (encoder_.constant_in_time() || Xb.size() == 0) return false;
   const double density = double((Xb.array() != S(0)).count()) / double(Xb.size());
@@ -97,12 +104,8 @@ std::size_t SpikingNetwork<Task, S>::workspace_bytes(Index batch) const {
   // else one time chunk) and one time chunk of dL/do for the layers below the last.
   const std::size_t B = std::size_t(batch), TB = std::size_t(time_steps()) * B;
   const std::size_t chunk = std::size_t(time_chunk_steps(batch)) * B;
-  std::size_t scalars = std::size_t(outputs()) * B, widest_below = 0;
-  for (std::size_t l = 0; l < layers_.size(); ++l) {
-    scalars += std::size_t(layers_[l].outputs()) * (TB + 2 * B);
-    if (l + 1 < layers_.size()) widest_below = std::max(widest_below, std::size_t(layers_[l].outputs()));
-  }
-  scalars += widest_below * chunk;
+  std::size_t scalars = std::size_t(outputs()) * B + std::size_t(widest_hidden()) * chunk;
+  for (const auto& l : layers_) scalars += std::size_t(l.outputs()) * (TB + 2 * B);
   if (!encoder_.constant_in_time()) {
     const bool all = input_chunk_steps(batch) >= time_steps();
     scalars += std::size_t(inputs()) * (all ? TB : chunk);
@@ -147,16 +150,15 @@ void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32
       const Index n = layer.outputs(), in = layer.inputs();
       S* a = ws.outputs[std::size_t(l)].data() + t0 * B * n;
       const auto W = detail::cmap(layer.weights().data(), n, in);
-      if (l == 0) {
-        if (dense_input) {
-          detail::map(a, n, steps * B).colwise() = layer.bias();
-          auto E = detail::map(ws.encoded.data() + (keep_all ? t0 * B * F : 0), F, steps * B);
-          encoder_.encode(Xb, ids, key, t0, steps, E);
-          detail::gemm_nn<S>(detail::map(a, n, steps * B), W, detail::cmap(E.data(), F, steps * B), true);
-        }
-      } else {
-        detail::map(a, n, steps * B).colwise() = layer.bias();
-        const Index s0 = std::max<Index>(t0, 1);  // the products accumulate onto the bias
+      // The products accumulate onto the bias (layer 1's sparse and constant-input currents
+      // were made for all steps above).
+      if (l > 0 || dense_input) detail::map(a, n, steps * B).colwise() = layer.bias();
+      if (l == 0 && dense_input) {
+        auto E = detail::map(ws.encoded.data() + (keep_all ? t0 * B * F : 0), F, steps * B);
+        encoder_.encode(Xb, ids, key, t0, steps, E);
+        detail::gemm_nn<S>(detail::map(a, n, steps * B), W, detail::cmap(E.data(), F, steps * B), true);
+      } else if (l > 0) {
+        const Index s0 = std::max<Index>(t0, 1);
         if (t1 > s0)
           detail::gemm_nn<S>(detail::map(ws.outputs[std::size_t(l)].data() + s0 * B * n, n, (t1 - s0) * B), W,
                              detail::cmap(ws.outputs[std::size_t(l - 1)].data() + (s0 - 1) * B * in, in, (t1 - s0) * B),
@@ -213,9 +215,7 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
   const bool reuse = dense_input && ws_.encoded_for.matches(key, ids, B) && ws_.encoded.cols() >= TB;
   const Index c = time_chunk_steps(B);
   if (dense_input && !reuse) ws_.encoded.resize(F, c * B);
-  Index widest_below = 0;
-  for (Index l = 0; l + 1 < L; ++l) widest_below = std::max(widest_below, layers_[std::size_t(l)].outputs());
-  ws_.scratch.resize(widest_below, c * B);  // dL/do of the layer below, one chunk
+  ws_.scratch.resize(widest_hidden(), c * B);  // dL/do of the layer below, one chunk
   std::vector<Matrix<S>> DN(static_cast<std::size_t>(L));
   for (Index l = 0; l < L; ++l) {
     Layer& layer = layers_[std::size_t(l)];
@@ -232,6 +232,13 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
   };
   for (Index l = 0; l < L; ++l)
     if (transposed(l)) dWT[std::size_t(l)].setZero(layers_[std::size_t(l)].inputs(), layers_[std::size_t(l)].outputs());
+  // dW_l += dU s^T over some steps: dU is n x k, s (the layer's inputs at those steps) in x k.
+  auto accumulate_dW = [&](Index l, const detail::ConstMatMap<S>& dU, const detail::ConstMatMap<S>& s) {
+    Layer& layer = layers_[std::size_t(l)];
+    const Index n = layer.outputs(), in = layer.inputs();
+    if (transposed(l)) detail::gemm_nt_acc_rows<S>(detail::map(dWT[std::size_t(l)].data(), in, n), s, dU);
+    else detail::gemm_nt_acc<S>(detail::map(layer.mutable_weight_gradient().data(), n, in), dU, s);
+  };
   for (Index t0 = (T - 1) / c * c; t0 >= 0; t0 -= c) {
     const Index steps = std::min(c, T - t0), t1 = t0 + steps;
     for (Index l = L - 1; l >= 0; --l) {
@@ -245,16 +252,12 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
         layer.scan_backward(d + t0 * B * n, ws_.scratch.data(), steps, B, DN[std::size_t(l)].data());
       const auto dU = detail::cmap(d + t0 * B * n, n, steps * B);
       layer.mutable_bias_gradient() += dU.rowwise().sum();
-      auto dW = detail::map(layer.mutable_weight_gradient().data(), n, in);
       if (l > 0) {
         const S* below = ws_.outputs[std::size_t(l - 1)].data();  // still o_t up to step t1 - 1
         const Index s0 = std::max<Index>(t0, 1);
-        if (t1 > s0) {
-          const auto dUs = detail::cmap(d + s0 * B * n, n, (t1 - s0) * B);
-          const auto Os = detail::cmap(below + (s0 - 1) * B * in, in, (t1 - s0) * B);
-          if (transposed(l)) detail::gemm_nt_acc_rows<S>(detail::map(dWT[std::size_t(l)].data(), in, n), Os, dUs);
-          else detail::gemm_nt_acc<S>(dW, dUs, Os);
-        }
+        if (t1 > s0)
+          accumulate_dW(l, detail::cmap(d + s0 * B * n, n, (t1 - s0) * B),
+                        detail::cmap(below + (s0 - 1) * B * in, in, (t1 - s0) * B));
         const Index ng = std::min(t1, T - 1) - t0;  // steps of the chunk with a step after them
         if (ng > 0)
           detail::gemm_tn<S>(detail::map(ws_.scratch.data(), in, ng * B), detail::cmap(layer.weights().data(), n, in),
@@ -266,8 +269,7 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
           auto E = detail::map(e, F, steps * B);
           encoder_.encode(Xb, ids, key, t0, steps, E);
         }
-        if (transposed(0)) detail::gemm_nt_acc_rows<S>(detail::map(dWT[0].data(), F, n), detail::cmap(e, F, steps * B), dU);
-        else detail::gemm_nt_acc<S>(dW, dU, detail::cmap(e, F, steps * B));
+        accumulate_dW(0, dU, detail::cmap(e, F, steps * B));
       }
     }
   }
