@@ -98,6 +98,40 @@ TEST_CASE("one neuron through time, hand-computed (both resets)") {
   }
 }
 
+TEST_CASE("the engine's product kernels equal the products, computed in double") {
+  // gemm_tn_thin (own kernel for 1..4 rows, Eigen beyond), gemm_nt_acc (one block or split
+  // over columns), fill_columns; on strided maps, as the engine calls them.
+  Matrix<double> ref;
+  for (Index k : {1, 2, 3, 4, 5}) {
+    for (Index m : {7, 100, 1100}) {
+      const Index cols = 300;
+      const Matrix<float> A = Matrix<float>::Random(k, m);
+      Matrix<float> Bbig = Matrix<float>::Random(k + 2, cols);  // B is the top k rows: stride k + 2
+      Matrix<float> C = Matrix<float>::Constant(m, cols, 9.0f);
+      detail::gemm_tn_thin<float>(detail::map(C.data(), m, cols), detail::cmap(A.data(), k, m),
+                                  detail::cmap(Bbig.data(), k, cols, k + 2));
+      ref = A.cast<double>().transpose() * Bbig.topRows(k).cast<double>();
+      CHECK((C.cast<double>() - ref).cwiseAbs().maxCoeff() < 1e-5 * (1 + ref.cwiseAbs().maxCoeff()));
+    }
+  }
+  for (Index n : {3, 20, 300}) {
+    const Index m = 64, inner = 2000;
+    const Matrix<float> A = Matrix<float>::Random(m, inner), B = Matrix<float>::Random(n, inner);
+    Matrix<float> C = Matrix<float>::Constant(m, n, 0.5f);
+    detail::gemm_nt_acc<float>(detail::map(C.data(), m, n), detail::cmap(A.data(), m, inner),
+                               detail::cmap(B.data(), n, inner));
+    ref = (A.cast<double>() * B.cast<double>().transpose()).array() + 0.5;
+    CHECK((C.cast<double>() - ref).cwiseAbs().maxCoeff() < 1e-4 * ref.cwiseAbs().maxCoeff());
+  }
+  const Vector<float> v = Vector<float>::LinSpaced(13, -1.0f, 1.0f);
+  Matrix<float> F = Matrix<float>::Zero(15, 4);
+  detail::fill_columns(detail::map(F.data(), 13, 4, 15), v.data());
+  for (Index c = 0; c < 4; ++c) {
+    CHECK(F.col(c).head(13) == v);
+    CHECK(F.col(c).tail(2).isZero());
+  }
+}
+
 TEST_CASE("layer parameters validate their shapes and values") {
   SpikingLayer<float> layer(3, 2);
   CHECK_THROWS_AS(layer.set_weights(Eigen::MatrixXf::Zero(3, 2)), ShapeError);

@@ -55,14 +55,17 @@ void gemm_tn(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B, boo
 }
 
 /// C += A * B^T (the weight-gradient product: a reduction over the long inner dimension),
-/// split over columns of C, each task reducing over the whole inner dimension.
+/// split over columns of C, each task reducing over the whole inner dimension. A small
+/// product is one block: splitting it would only read A once per block (a quarter slower
+/// for a 64 x 20 gradient over 1024 columns) with nothing to run in parallel.
 template <class Scalar>
 void gemm_nt_acc(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B) {
   const Index n = C.cols();
-  const Index w = std::max<Index>(16, std::min<Index>(256, (n + 7) / 8));
+  const bool split = A.cols() * n > 65536;
+  const Index w = split ? std::max<Index>(16, std::min<Index>(256, (n + 7) / 8)) : std::max<Index>(1, n);
   const Index blocks = (n + w - 1) / w;
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (blocks > 1 && A.cols() * n > 65536)
+#pragma omp parallel for schedule(static) if (blocks > 1)
 #endif
   for (Index i = 0; i < blocks; ++i) {
     const Index c0 = i * w, nc = std::min(w, n - c0);
@@ -82,6 +85,60 @@ void gemm_nt_acc_rows(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scala
   for (Index i = 0; i < blocks; ++i) {
     const Index r0 = i * h, nr = std::min(h, m - r0);
     C.middleRows(r0, nr).noalias() += A.middleRows(r0, nr) * B.transpose();
+  }
+}
+
+/// Rows of A up to which gemm_tn_thin is used instead of Eigen's product.
+inline constexpr Index thin_rows = 4;
+
+/// C = A^T * B for an A (k x m) of few rows (k <= thin_rows), as the gradient W^T du that a
+/// layer of few neurons sends to the layer below: column by column, each element a k-term
+/// dot product. Eigen's general product packs and blocks for a depth of k and is about 3x
+/// slower at these shapes (100 x 3 times 3 x 480: 21 against 7.6 us on this project's
+/// development machine). Each column is computed alone, so the thread count cannot change it.
+template <class Scalar, int K>
+void gemm_tn_thin_fixed(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B) {
+  const Index m = C.rows(), n = C.cols();
+  Scalar at[thin_rows][1024];  // A^T by rows of A, contiguous (m <= 1024; else the caller uses Eigen)
+  for (int r = 0; r < K; ++r)
+    for (Index i = 0; i < m; ++i) at[r][i] = A(r, i);
+  const Index w = 256, blocks = (n + w - 1) / w;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (blocks > 1 && m * n > 65536)
+#endif
+  for (Index blk = 0; blk < blocks; ++blk)
+    for (Index c = blk * w, c1 = std::min(n, c + w); c < c1; ++c) {
+      Scalar b[K];
+      for (int r = 0; r < K; ++r) b[r] = B(r, c);
+      Scalar* __restrict out = C.data() + c * C.outerStride();
+      for (Index i = 0; i < m; ++i) {
+        Scalar s = at[0][i] * b[0];
+        for (int r = 1; r < K; ++r) s += at[r][i] * b[r];
+        out[i] = s;
+      }
+    }
+}
+
+/// C = A^T * B; an A of at most thin_rows rows and 1024 columns goes to gemm_tn_thin_fixed.
+template <class Scalar>
+void gemm_tn_thin(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B) {
+  switch (A.cols() <= 1024 ? A.rows() : 0) {
+    case 1: return gemm_tn_thin_fixed<Scalar, 1>(C, A, B);
+    case 2: return gemm_tn_thin_fixed<Scalar, 2>(C, A, B);
+    case 3: return gemm_tn_thin_fixed<Scalar, 3>(C, A, B);
+    case 4: return gemm_tn_thin_fixed<Scalar, 4>(C, A, B);
+    default: return gemm_tn(C, A, B, false);
+  }
+}
+
+/// C.col(c) = v for every column (the bias of a block of currents); a plain loop, a third
+/// faster than Eigen's colwise assignment for 100 x 480.
+template <class Scalar>
+void fill_columns(MatMap<Scalar> C, const Scalar* __restrict v) {
+  const Index m = C.rows();
+  for (Index c = 0; c < C.cols(); ++c) {
+    Scalar* __restrict out = C.data() + c * C.outerStride();
+    for (Index i = 0; i < m; ++i) out[i] = v[i];
   }
 }
 

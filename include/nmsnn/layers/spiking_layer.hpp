@@ -99,7 +99,8 @@ void forward_scan(Scalar* A, Index T, Index nB, Index j0, Index j1, Scalar decay
 /// One backward step over n elements (see backward_scan).
 template <class Scalar, Reset mode, bool has_go, bool from_readout>
 inline void backward_step(Scalar* __restrict d, const Scalar* __restrict go, Scalar* __restrict du_next,
-                          const Scalar* __restrict gv, Index n, Scalar decay, Scalar kappa) {
+                          Scalar* __restrict du_sum, const Scalar* __restrict gv, Index n, Scalar decay,
+                          Scalar kappa) {
   for (Index j = 0; j < n; ++j) {
     Scalar dv = du_next[j] * decay;
     if constexpr (from_readout) dv += gv[j];
@@ -112,6 +113,7 @@ inline void backward_step(Scalar* __restrict d, const Scalar* __restrict go, Sca
     if constexpr (has_go) du += go[j] * g;
     d[j] = du;
     du_next[j] = du;
+    du_sum[j] += du;
   }
 }
 
@@ -120,23 +122,28 @@ inline void backward_step(Scalar* __restrict d, const Scalar* __restrict go, Sca
 /// respect to u_t (= a_t) on exit. GO, when has_go, holds the gradient with respect to o_t
 /// (same layout). DN, when given, holds du_T on entry and du_0 on exit (so that a long run
 /// can be scanned in pieces, last piece first); otherwise du_T = 0. gv is the gradient with
-/// respect to v_t for t in [t_lo, t_hi] (the readout's, already scaled).
+/// respect to v_t for t in [t_lo, t_hi] (the readout's, already scaled). SU, when given, gets
+/// the sum over the steps of du_t added (the bias gradient before its sum over samples).
 template <class Scalar, Reset mode, bool has_go, bool has_gv>
 void backward_scan(Scalar* D, const Scalar* GO, Index T, Index nB, Index j0, Index j1, Scalar decay,
-                   Scalar kappa, Scalar* DN, const Scalar* gv, Index t_lo, Index t_hi) {
+                   Scalar kappa, Scalar* DN, const Scalar* gv, Index t_lo, Index t_hi, Scalar* SU) {
   alignas(64) Scalar du_next[scan_chunk];
+  alignas(64) Scalar du_sum[scan_chunk];
   const Index n = j1 - j0;
   if (DN) std::copy(DN + j0, DN + j1, du_next);
   else std::fill(du_next, du_next + n, Scalar(0));
+  std::fill(du_sum, du_sum + n, Scalar(0));
   for (Index t = T - 1; t >= 0; --t) {
     Scalar* d = D + t * nB + j0;
     const Scalar* go = has_go ? GO + t * nB + j0 : nullptr;
     if (has_gv && t >= t_lo && t <= t_hi)
-      backward_step<Scalar, mode, has_go, true>(d, go, du_next, gv + j0, n, decay, kappa);
+      backward_step<Scalar, mode, has_go, true>(d, go, du_next, du_sum, gv + j0, n, decay, kappa);
     else
-      backward_step<Scalar, mode, has_go, false>(d, go, du_next, gv, n, decay, kappa);
+      backward_step<Scalar, mode, has_go, false>(d, go, du_next, du_sum, gv, n, decay, kappa);
   }
   if (DN) std::copy(du_next, du_next + n, DN + j0);
+  if (SU)
+    for (Index j = 0; j < n; ++j) SU[j0 + j] += du_sum[j];
 }
 
 }  // namespace detail
@@ -229,8 +236,10 @@ class SpikingLayer {
   /// In place: D (outputs x T*B) from the outputs o_t to dL/du_t. GO (same layout), when
   /// given, is dL/do_t; gv (outputs x B), when given, is dL/dv_t for t in [t_lo, t_hi].
   /// DN (outputs x B), when given, carries du from the step after the block in and out of it.
+  /// SU (outputs x B), when given, gets sum_t du_t added (summed over its columns, the bias
+  /// gradient), so that the gradient needs no further pass over the block.
   void scan_backward(Scalar* D, const Scalar* GO, Index T, Index B, Scalar* DN = nullptr,
-                     const Scalar* gv = nullptr, Index t_lo = 0, Index t_hi = -1) const {
+                     const Scalar* gv = nullptr, Index t_lo = 0, Index t_hi = -1, Scalar* SU = nullptr) const {
     const Index nB = outputs() * B;
     const Scalar decay = Scalar(neuron_.decay);
     const Scalar kappa = Scalar(neuron_.penalty) / Scalar(neuron_.threshold);
@@ -242,9 +251,9 @@ class SpikingLayer {
       const Index j0 = c * detail::scan_chunk, j1 = std::min(nB, j0 + detail::scan_chunk);
       dispatch_backward(GO != nullptr, gv != nullptr, [&]<bool go, bool has_gv>() {
         if (neuron_.reset == Reset::scale)
-          detail::backward_scan<Scalar, Reset::scale, go, has_gv>(D, GO, T, nB, j0, j1, decay, kappa, DN, gv, t_lo, t_hi);
+          detail::backward_scan<Scalar, Reset::scale, go, has_gv>(D, GO, T, nB, j0, j1, decay, kappa, DN, gv, t_lo, t_hi, SU);
         else
-          detail::backward_scan<Scalar, Reset::subtract, go, has_gv>(D, GO, T, nB, j0, j1, decay, kappa, DN, gv, t_lo, t_hi);
+          detail::backward_scan<Scalar, Reset::subtract, go, has_gv>(D, GO, T, nB, j0, j1, decay, kappa, DN, gv, t_lo, t_hi, SU);
       });
     }
   }

@@ -131,7 +131,7 @@ void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32
   const Index c = time_chunk_steps(B);
   if (!dense_input) {
     Matrix<S>& A = ws.outputs[0];
-    A.colwise() = layers_[0].bias();
+    detail::fill_columns(detail::map(A.data(), A.rows(), A.cols()), layers_[0].bias().data());
     if (encoder_.constant_in_time()) {
       const Matrix<S> a = layers_[0].weights() * Xb;
       for (Index t = 0; t < T; ++t) A.middleCols(t * B, B) += a;
@@ -152,7 +152,7 @@ void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32
       const auto W = detail::cmap(layer.weights().data(), n, in);
       // The products accumulate onto the bias (layer 1's sparse and constant-input currents
       // were made for all steps above).
-      if (l > 0 || dense_input) detail::map(a, n, steps * B).colwise() = layer.bias();
+      if (l > 0 || dense_input) detail::fill_columns(detail::map(a, n, steps * B), layer.bias().data());
       if (l == 0 && dense_input) {
         auto E = detail::map(ws.encoded.data() + (keep_all ? t0 * B * F : 0), F, steps * B);
         encoder_.encode(Xb, ids, key, t0, steps, E);
@@ -216,10 +216,13 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
   const Index c = time_chunk_steps(B);
   if (dense_input && !reuse) ws_.encoded.resize(F, c * B);
   ws_.scratch.resize(widest_hidden(), c * B);  // dL/do of the layer below, one chunk
-  std::vector<Matrix<S>> DN(static_cast<std::size_t>(L));
+  // DN carries du between chunks; SU collects sum_t du_t per neuron and sample (the bias
+  // gradient, summed over the samples at the end).
+  std::vector<Matrix<S>> DN(static_cast<std::size_t>(L)), SU(static_cast<std::size_t>(L));
   for (Index l = 0; l < L; ++l) {
     Layer& layer = layers_[std::size_t(l)];
     DN[std::size_t(l)].setZero(layer.outputs(), B);
+    SU[std::size_t(l)].setZero(layer.outputs(), B);
     layer.mutable_weight_gradient().setZero(layer.outputs(), layer.inputs());
     layer.mutable_bias_gradient().setZero(layer.outputs());
   }
@@ -247,11 +250,11 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
       S* d = ws_.outputs[std::size_t(l)].data();  // o_t before this chunk's scan, dL/du_t after
       if (l == L - 1)
         layer.scan_backward(d + t0 * B * n, nullptr, steps, B, DN[std::size_t(l)].data(), gv.data(),
-                            reducer_.first_state() - t0, reducer_.last_state() - t0);
+                            reducer_.first_state() - t0, reducer_.last_state() - t0, SU[std::size_t(l)].data());
       else
-        layer.scan_backward(d + t0 * B * n, ws_.scratch.data(), steps, B, DN[std::size_t(l)].data());
+        layer.scan_backward(d + t0 * B * n, ws_.scratch.data(), steps, B, DN[std::size_t(l)].data(), nullptr, 0, -1,
+                            SU[std::size_t(l)].data());
       const auto dU = detail::cmap(d + t0 * B * n, n, steps * B);
-      layer.mutable_bias_gradient() += dU.rowwise().sum();
       if (l > 0) {
         const S* below = ws_.outputs[std::size_t(l - 1)].data();  // still o_t up to step t1 - 1
         const Index s0 = std::max<Index>(t0, 1);
@@ -260,8 +263,8 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
                         detail::cmap(below + (s0 - 1) * B * in, in, (t1 - s0) * B));
         const Index ng = std::min(t1, T - 1) - t0;  // steps of the chunk with a step after them
         if (ng > 0)
-          detail::gemm_tn<S>(detail::map(ws_.scratch.data(), in, ng * B), detail::cmap(layer.weights().data(), n, in),
-                             detail::cmap(d + (t0 + 1) * B * n, n, ng * B), false);
+          detail::gemm_tn_thin<S>(detail::map(ws_.scratch.data(), in, ng * B), detail::cmap(layer.weights().data(), n, in),
+                                  detail::cmap(d + (t0 + 1) * B * n, n, ng * B));
         if (ng < steps) detail::map(ws_.scratch.data() + ng * B * in, in, (steps - ng) * B).setZero();
       } else if (dense_input) {
         S* e = ws_.encoded.data() + (reuse ? t0 * B * F : 0);
@@ -273,8 +276,10 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
       }
     }
   }
-  for (Index l = 0; l < L; ++l)
+  for (Index l = 0; l < L; ++l) {
     if (transposed(l)) layers_[std::size_t(l)].mutable_weight_gradient() = dWT[std::size_t(l)].transpose();
+    layers_[std::size_t(l)].mutable_bias_gradient() = SU[std::size_t(l)].rowwise().sum();
+  }
   if (dense_input) return;  // layer 1's gradient was accumulated chunk by chunk
   Matrix<S>& dW1 = layers_[0].mutable_weight_gradient();
   const Matrix<S>& D1 = ws_.outputs[0];
