@@ -139,22 +139,27 @@ TEMPLATE_TEST_CASE("BPTT gradients equal central finite differences", "[gradient
 }
 
 TEST_CASE("engine forward equals the naive transcription with the rate encoder's masks") {
-  SpikingNetwork<MulticlassClassification, double> net(
-      {.inputs = 5, .outputs = 3, .hidden = {7, 6}, .time_steps = 9, .begin_eval = 1, .seed = 3});
-  Eigen::MatrixXd X = Eigen::MatrixXd::Random(4, 5) * 3;
-  const Eigen::MatrixXd R = net.decision_function(X);
-  const auto naive = test::naive_layers(net);
-  for (Index i = 0; i < X.rows(); ++i) {
-    std::vector<Eigen::VectorXd> masks;
-    for (int t = 0; t < 9; ++t) {
-      Eigen::VectorXd m(5);
-      for (Index f = 0; f < 5; ++f)
-        m(f) = InputEncoder<double>::draw({3, SpikingNetwork<MulticlassClassification, double>::predict_stream},
-                                          std::uint32_t(i), std::uint32_t(t), f);
-      masks.push_back(m);
+  // 5 inputs into Eigen's products; 3 inputs and a hidden layer of 3 into the engine's own
+  // kernels for layers with few inputs or few outputs.
+  for (const Index F : {Index(5), Index(3)}) {
+    const std::vector<Index> hidden = F == 5 ? std::vector<Index>{7, 6} : std::vector<Index>{7, 3};
+    SpikingNetwork<MulticlassClassification, double> net(
+        {.inputs = F, .outputs = 3, .hidden = hidden, .time_steps = 9, .begin_eval = 1, .seed = 3});
+    Eigen::MatrixXd X = Eigen::MatrixXd::Random(4, F) * 3;
+    const Eigen::MatrixXd R = net.decision_function(X);
+    const auto naive = test::naive_layers(net);
+    for (Index i = 0; i < X.rows(); ++i) {
+      std::vector<Eigen::VectorXd> masks;
+      for (int t = 0; t < 9; ++t) {
+        Eigen::VectorXd m(F);
+        for (Index f = 0; f < F; ++f)
+          m(f) = InputEncoder<double>::draw({3, SpikingNetwork<MulticlassClassification, double>::predict_stream},
+                                            std::uint32_t(i), std::uint32_t(t), f);
+        masks.push_back(m);
+      }
+      const Eigen::VectorXd r = test::naive_readout(naive, X.row(i).transpose(), 9, 1, true, &masks, nullptr);
+      CHECK((r.transpose() - R.row(i)).cwiseAbs().maxCoeff() < 1e-12);
     }
-    const Eigen::VectorXd r = test::naive_readout(naive, X.row(i).transpose(), 9, 1, true, &masks, nullptr);
-    CHECK((r.transpose() - R.row(i)).cwiseAbs().maxCoeff() < 1e-12);
   }
 }
 
@@ -163,18 +168,22 @@ TEST_CASE("rate-encoder gradients equal finite differences on the dense and the 
   // gradient, forward_batch with the same key evaluates L at perturbed weights.
   // Chunk bytes 0: T = 10 steps in one chunk, backward reuses the forward's draws; 1: chunks
   // of 4, 4 and 2 steps, backward draws the masks again.
+  // 12 inputs and hidden layers of 9 and 7 go through Eigen's products; 3 inputs and a
+  // hidden layer of 3 through the engine's kernels for layers with few inputs or outputs.
+  for (const Index F : {Index(12), Index(3)})
   for (std::size_t chunk_bytes : {std::size_t(0), std::size_t(1)})
   for (double zero_fraction : {0.0, 0.75}) {
     const test::EngineChunkBytes chunks(chunk_bytes);
     using Net = SpikingNetwork<MulticlassClassification, double>;
     double worst = 1;
     for (std::uint64_t seed = 1; seed < 400 && worst > 1e-6; ++seed) {
-      Net net({.inputs = 12, .outputs = 3, .hidden = {9, 7}, .time_steps = 10, .begin_eval = 1, .seed = seed});
+      Net net({.inputs = F, .outputs = 3, .hidden = {9, F == 3 ? 3 : 7}, .time_steps = 10, .begin_eval = 1,
+               .seed = seed});
       for (Index l = 0; l < net.num_layers(); ++l) net.layer(l).set_weights(net.layer(l).weights() * 3.0);
       CounterRng rng(seed, RandomDomain::split, 3);
-      Matrix<double> Xb(12, 4);  // engine layout: features x samples
+      Matrix<double> Xb(F, 4);  // engine layout: features x samples
       for (Index i = 0; i < Xb.size(); ++i) Xb.data()[i] = rng.uniform() < zero_fraction ? 0.0 : 4.0 * rng.normal();
-      REQUIRE(net.use_sparse_input(Xb) == (zero_fraction > 0.5));
+      if (net.use_sparse_input(Xb) != (zero_fraction > 0.5)) continue;  // a draw with too few zeros, or too many
       Matrix<double> G(3, 4);
       for (Index i = 0; i < G.size(); ++i) G.data()[i] = rng.normal();
       std::uint32_t ids[4] = {3, 1, 4, 1};
@@ -186,8 +195,8 @@ TEST_CASE("rate-encoder gradients equal finite differences on the dense and the 
       for (Index b = 0; b < 4; ++b) {
         std::vector<Eigen::VectorXd> masks;
         for (int t = 0; t < 10; ++t) {
-          Eigen::VectorXd m(12);
-          for (Index f = 0; f < 12; ++f) m(f) = InputEncoder<double>::draw(key, ids[b], std::uint32_t(t), f);
+          Eigen::VectorXd m(F);
+          for (Index f = 0; f < F; ++f) m(f) = InputEncoder<double>::draw(key, ids[b], std::uint32_t(t), f);
           masks.push_back(m);
         }
         const Eigen::VectorXd r = test::naive_readout(naive, Xb.col(b), 10, 1, true, &masks, &margin);
@@ -214,7 +223,7 @@ TEST_CASE("rate-encoder gradients equal finite differences on the dense and the 
         net.layer(l).set_weights(W);
         worst = std::max(worst, test::max_rel_error(net.layer(l).weight_gradient(), numeric, 1e-3));
       }
-      std::cout << "rate encoder, chunk bytes " << chunk_bytes << ", zero fraction " << zero_fraction << ": seed " << seed << ", margin " << margin
+      std::cout << "rate encoder, " << F << " inputs, chunk bytes " << chunk_bytes << ", zero fraction " << zero_fraction << ": seed " << seed << ", margin " << margin
                 << ", worst rel. error " << worst << "\n";
     }
     CHECK(worst <= 1e-6);

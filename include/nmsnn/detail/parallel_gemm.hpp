@@ -131,6 +131,47 @@ void gemm_tn_thin(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B
   }
 }
 
+/// C = A * B for an A (m x k) of few columns (k <= thin_rows), as the currents of a layer
+/// with few inputs (iris's 4 features): column by column, each element a k-term sum, written
+/// without a prior fill. Eigen's product, which needs C filled first, takes 2-3x as long at
+/// these shapes (100 x 4 times 4 x 480: 19 against 8 us). Columns are independent, so the
+/// thread count cannot change the result.
+template <class Scalar, int K>
+void gemm_nn_thin_fixed(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B) {
+  const Index m = C.rows(), n = C.cols(), w = 256, blocks = (n + w - 1) / w;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (blocks > 1 && m * n > 65536)
+#endif
+  for (Index blk = 0; blk < blocks; ++blk)
+    for (Index c = blk * w, c1 = std::min(n, c + w); c < c1; ++c) {
+      Scalar b[K];
+      for (int r = 0; r < K; ++r) b[r] = B(r, c);
+      Scalar* __restrict out = C.data() + c * C.outerStride();
+      const Scalar* __restrict a = A.data();
+      const Index lda = A.outerStride();
+      for (Index i = 0; i < m; ++i) {
+        Scalar s = a[i] * b[0];
+        for (int r = 1; r < K; ++r) s += a[r * lda + i] * b[r];
+        out[i] = s;
+      }
+    }
+}
+
+/// C = A * B (C need not be initialised): gemm_nn_thin_fixed for A of at most thin_rows
+/// columns, else Eigen's product onto a zero fill (which is faster than its assignment).
+template <class Scalar>
+void gemm_nn_set(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B) {
+  switch (A.cols()) {
+    case 1: return gemm_nn_thin_fixed<Scalar, 1>(C, A, B);
+    case 2: return gemm_nn_thin_fixed<Scalar, 2>(C, A, B);
+    case 3: return gemm_nn_thin_fixed<Scalar, 3>(C, A, B);
+    case 4: return gemm_nn_thin_fixed<Scalar, 4>(C, A, B);
+    default:
+      C.setZero();
+      return gemm_nn(C, A, B, true);
+  }
+}
+
 /// C.col(c) = v for every column (the bias of a block of currents); a plain loop, a third
 /// faster than Eigen's colwise assignment for 100 x 480.
 template <class Scalar>

@@ -52,14 +52,18 @@ namespace detail {
 inline constexpr Index scan_chunk = 2048;
 
 /// One forward step over n elements (restrict-qualified and branch-free so that it
-/// vectorises): a_t -> o_t in place, v_{t-1} -> v_t, and v_t added to r when accumulating.
-template <class Scalar, Reset mode, bool accumulate>
-inline void forward_step(Scalar* __restrict a, Scalar* __restrict v, Scalar* __restrict r, Index n,
-                         Scalar decay, Scalar threshold, Scalar penalty, Scalar kappa) {
+/// vectorises): a_t (+ b when with_bias) -> o_t in place, v_{t-1} -> v_t, and v_t added to r
+/// when accumulating.
+template <class Scalar, Reset mode, bool accumulate, bool with_bias>
+inline void forward_step(Scalar* __restrict a, const Scalar* __restrict b, Scalar* __restrict v,
+                         Scalar* __restrict r, Index n, Scalar decay, Scalar threshold, Scalar penalty,
+                         Scalar kappa) {
   // The gate g = [u > θ] (equivalently [o > 0]: with gradual underflow u > θ implies
   // u - θ > 0) enters as a 0/1 factor, exactly as the reference writes the reset.
   for (Index j = 0; j < n; ++j) {
-    const Scalar u = a[j] + v[j] * decay;
+    Scalar in = a[j];
+    if constexpr (with_bias) in += b[j];
+    const Scalar u = in + v[j] * decay;
     const Scalar g = static_cast<Scalar>(u > threshold);
     const Scalar o = (u - threshold) * g;
     Scalar vn;
@@ -74,26 +78,27 @@ inline void forward_step(Scalar* __restrict a, Scalar* __restrict v, Scalar* __r
 }
 
 /// Forward scan over T steps of the element range [j0, j1) of each step's block (size nB).
-/// A holds a_t on entry and o_t on exit. V, when given, holds the state v before the first
-/// step on entry and after the last on exit (so that a long run can be scanned in pieces);
-/// otherwise the state starts at zero. When R is given, v_t is added to R for t in
+/// A holds a_t on entry (W s_t, plus b unless a bias tile BT is given, which is then added:
+/// nB values, b for each sample) and o_t on exit. V, when given, holds the state v before
+/// the first step on entry and after the last on exit (so that a long run can be scanned in
+/// pieces); otherwise the state starts at zero. When R is given, v_t is added to R for t in
 /// [t_lo, t_hi] (the steps whose emitted state the readout reduces).
-template <class Scalar, Reset mode, bool readout>
-void forward_scan(Scalar* A, Index T, Index nB, Index j0, Index j1, Scalar decay, Scalar threshold,
-                  Scalar penalty, Scalar* V, Scalar* R, Index t_lo, Index t_hi) {
+template <class Scalar, Reset mode, bool readout, bool with_bias>
+void forward_scan(Scalar* A, const Scalar* BT, Index T, Index nB, Index j0, Index j1, Scalar decay,
+                  Scalar threshold, Scalar penalty, Scalar* V, Scalar* R, Index t_lo, Index t_hi) {
   const Scalar kappa = penalty / threshold;
-  alignas(64) Scalar v[scan_chunk];
+  alignas(64) Scalar zero_state[scan_chunk];
   const Index n = j1 - j0;
-  if (V) std::copy(V + j0, V + j1, v);
-  else std::fill(v, v + n, Scalar(0));
+  Scalar* v = V ? V + j0 : zero_state;  // the carried state is updated in place
+  if (!V) std::fill(v, v + n, Scalar(0));
+  const Scalar* b = with_bias ? BT + j0 : nullptr;
   for (Index t = 0; t < T; ++t) {
     Scalar* a = A + t * nB + j0;
     if (readout && t >= t_lo && t <= t_hi)
-      forward_step<Scalar, mode, true>(a, v, R + j0, n, decay, threshold, penalty, kappa);
+      forward_step<Scalar, mode, true, with_bias>(a, b, v, R + j0, n, decay, threshold, penalty, kappa);
     else
-      forward_step<Scalar, mode, false>(a, v, nullptr, n, decay, threshold, penalty, kappa);
+      forward_step<Scalar, mode, false, with_bias>(a, b, v, nullptr, n, decay, threshold, penalty, kappa);
   }
-  if (V) std::copy(v, v + n, V + j0);
 }
 
 /// One backward step over n elements (see backward_scan).
@@ -127,12 +132,12 @@ inline void backward_step(Scalar* __restrict d, const Scalar* __restrict go, Sca
 template <class Scalar, Reset mode, bool has_go, bool has_gv>
 void backward_scan(Scalar* D, const Scalar* GO, Index T, Index nB, Index j0, Index j1, Scalar decay,
                    Scalar kappa, Scalar* DN, const Scalar* gv, Index t_lo, Index t_hi, Scalar* SU) {
-  alignas(64) Scalar du_next[scan_chunk];
-  alignas(64) Scalar du_sum[scan_chunk];
+  alignas(64) Scalar zero_state[scan_chunk];
+  alignas(64) Scalar no_sum[scan_chunk];
   const Index n = j1 - j0;
-  if (DN) std::copy(DN + j0, DN + j1, du_next);
-  else std::fill(du_next, du_next + n, Scalar(0));
-  std::fill(du_sum, du_sum + n, Scalar(0));
+  Scalar* du_next = DN ? DN + j0 : zero_state;  // carried and summed in place
+  if (!DN) std::fill(du_next, du_next + n, Scalar(0));
+  Scalar* du_sum = SU ? SU + j0 : no_sum;
   for (Index t = T - 1; t >= 0; --t) {
     Scalar* d = D + t * nB + j0;
     const Scalar* go = has_go ? GO + t * nB + j0 : nullptr;
@@ -141,9 +146,7 @@ void backward_scan(Scalar* D, const Scalar* GO, Index T, Index nB, Index j0, Ind
     else
       backward_step<Scalar, mode, has_go, false>(d, go, du_next, du_sum, gv, n, decay, kappa);
   }
-  if (DN) std::copy(du_next, du_next + n, DN + j0);
-  if (SU)
-    for (Index j = 0; j < n; ++j) SU[j0 + j] += du_sum[j];
+
 }
 
 }  // namespace detail
@@ -211,9 +214,11 @@ class SpikingLayer {
 
   /// In place: a_t -> o_t for all steps of an (outputs x T*B) block; optionally adds v_t to
   /// the readout R (outputs x B) for t in [t_lo, t_hi]. V (outputs x B), when given, carries
-  /// the state v from the step before the block in and out of it.
+  /// the state v from the step before the block in and out of it. A holds the currents with
+  /// their bias, or, when a bias tile BT (outputs x B, the bias in every column) is given,
+  /// without it: the scan adds it (so that the products need not start from a bias fill).
   void scan_forward(Scalar* A, Index T, Index B, Scalar* R = nullptr, Index t_lo = 0, Index t_hi = -1,
-                    Scalar* V = nullptr) const {
+                    Scalar* V = nullptr, const Scalar* BT = nullptr) const {
     const Index nB = outputs() * B;
     const Scalar decay = Scalar(neuron_.decay), theta = Scalar(neuron_.threshold),
                  rho = Scalar(neuron_.penalty);
@@ -223,13 +228,14 @@ class SpikingLayer {
 #endif
     for (Index c = 0; c < chunks; ++c) {
       const Index j0 = c * detail::scan_chunk, j1 = std::min(nB, j0 + detail::scan_chunk);
-      if (neuron_.reset == Reset::scale) {
-        if (R) detail::forward_scan<Scalar, Reset::scale, true>(A, T, nB, j0, j1, decay, theta, rho, V, R, t_lo, t_hi);
-        else detail::forward_scan<Scalar, Reset::scale, false>(A, T, nB, j0, j1, decay, theta, rho, V, R, t_lo, t_hi);
-      } else {
-        if (R) detail::forward_scan<Scalar, Reset::subtract, true>(A, T, nB, j0, j1, decay, theta, rho, V, R, t_lo, t_hi);
-        else detail::forward_scan<Scalar, Reset::subtract, false>(A, T, nB, j0, j1, decay, theta, rho, V, R, t_lo, t_hi);
-      }
+      dispatch2(R != nullptr, BT != nullptr, [&]<bool readout, bool with_bias>() {
+        if (neuron_.reset == Reset::scale)
+          detail::forward_scan<Scalar, Reset::scale, readout, with_bias>(A, BT, T, nB, j0, j1, decay, theta, rho, V,
+                                                                         R, t_lo, t_hi);
+        else
+          detail::forward_scan<Scalar, Reset::subtract, readout, with_bias>(A, BT, T, nB, j0, j1, decay, theta, rho,
+                                                                            V, R, t_lo, t_hi);
+      });
     }
   }
 
@@ -249,7 +255,7 @@ class SpikingLayer {
 #endif
     for (Index c = 0; c < chunks; ++c) {
       const Index j0 = c * detail::scan_chunk, j1 = std::min(nB, j0 + detail::scan_chunk);
-      dispatch_backward(GO != nullptr, gv != nullptr, [&]<bool go, bool has_gv>() {
+      dispatch2(GO != nullptr, gv != nullptr, [&]<bool go, bool has_gv>() {
         if (neuron_.reset == Reset::scale)
           detail::backward_scan<Scalar, Reset::scale, go, has_gv>(D, GO, T, nB, j0, j1, decay, kappa, DN, gv, t_lo, t_hi, SU);
         else
@@ -265,11 +271,12 @@ class SpikingLayer {
   Vector<Scalar>& mutable_bias_gradient() { return bias_grad_; }
 
  private:
+  // Calls f.operator()<x, y>() with two run-time flags as template arguments.
   template <class F>
-  static void dispatch_backward(bool go, bool gv, F&& f) {
-    if (go && gv) f.template operator()<true, true>();
-    else if (go) f.template operator()<true, false>();
-    else if (gv) f.template operator()<false, true>();
+  static void dispatch2(bool x, bool y, F&& f) {
+    if (x && y) f.template operator()<true, true>();
+    else if (x) f.template operator()<true, false>();
+    else if (y) f.template operator()<false, true>();
     else f.template operator()<false, false>();
   }
 

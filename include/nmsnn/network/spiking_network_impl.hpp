@@ -131,18 +131,26 @@ void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32
   const Index c = time_chunk_steps(B);
   if (!dense_input) {
     Matrix<S>& A = ws.outputs[0];
-    detail::fill_columns(detail::map(A.data(), A.rows(), A.cols()), layers_[0].bias().data());
     if (encoder_.constant_in_time()) {
       const Matrix<S> a = layers_[0].weights() * Xb;
-      for (Index t = 0; t < T; ++t) A.middleCols(t * B, B) += a;
+      for (Index t = 0; t < T; ++t) A.middleCols(t * B, B) = a;
     } else {
+      A.setZero();
       detail::sparse_forward(A, layers_[0].weights(), Xb, ids, key, encoder_, T);
     }
   } else {
     ws.encoded.resize(F, (keep_all ? T : c) * B);
   }
-  std::vector<Matrix<S>> V(static_cast<std::size_t>(L));
-  for (Index l = 0; l < L; ++l) V[std::size_t(l)].setZero(layers_[std::size_t(l)].outputs(), B);
+  // V carries each layer's state between chunks; BT holds its bias for every sample, which
+  // the scan adds to the products (these start from zero: a contiguous fill, faster than
+  // writing the bias column by column).
+  std::vector<Matrix<S>> V(static_cast<std::size_t>(L)), BT(static_cast<std::size_t>(L));
+  for (Index l = 0; l < L; ++l) {
+    V[std::size_t(l)].setZero(layers_[std::size_t(l)].outputs(), B);
+    BT[std::size_t(l)].resize(layers_[std::size_t(l)].outputs(), B);
+    detail::fill_columns(detail::map(BT[std::size_t(l)].data(), layers_[std::size_t(l)].outputs(), B),
+                         layers_[std::size_t(l)].bias().data());
+  }
   for (Index t0 = 0; t0 < T; t0 += c) {
     const Index steps = std::min(c, T - t0), t1 = t0 + steps;
     for (Index l = 0; l < L; ++l) {
@@ -150,25 +158,26 @@ void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32
       const Index n = layer.outputs(), in = layer.inputs();
       S* a = ws.outputs[std::size_t(l)].data() + t0 * B * n;
       const auto W = detail::cmap(layer.weights().data(), n, in);
-      // The products accumulate onto the bias (layer 1's sparse and constant-input currents
-      // were made for all steps above).
-      if (l > 0 || dense_input) detail::fill_columns(detail::map(a, n, steps * B), layer.bias().data());
+      // The currents without the bias, which the scan adds (layer 1's sparse and
+      // constant-input currents were made for all steps above); step 0 of a layer l >= 2 gets
+      // the bias alone.
       if (l == 0 && dense_input) {
         auto E = detail::map(ws.encoded.data() + (keep_all ? t0 * B * F : 0), F, steps * B);
         encoder_.encode(Xb, ids, key, t0, steps, E);
-        detail::gemm_nn<S>(detail::map(a, n, steps * B), W, detail::cmap(E.data(), F, steps * B), true);
+        detail::gemm_nn_set<S>(detail::map(a, n, steps * B), W, detail::cmap(E.data(), F, steps * B));
       } else if (l > 0) {
         const Index s0 = std::max<Index>(t0, 1);
+        if (s0 > t0) detail::map(a, n, B).setZero();
         if (t1 > s0)
-          detail::gemm_nn<S>(detail::map(ws.outputs[std::size_t(l)].data() + s0 * B * n, n, (t1 - s0) * B), W,
-                             detail::cmap(ws.outputs[std::size_t(l - 1)].data() + (s0 - 1) * B * in, in, (t1 - s0) * B),
-                             true);
+          detail::gemm_nn_set<S>(detail::map(ws.outputs[std::size_t(l)].data() + s0 * B * n, n, (t1 - s0) * B), W,
+                                 detail::cmap(ws.outputs[std::size_t(l - 1)].data() + (s0 - 1) * B * in, in,
+                                              (t1 - s0) * B));
       }
       if (l == L - 1)
         layer.scan_forward(a, steps, B, R.data(), reducer_.first_state() - t0, reducer_.last_state() - t0,
-                           V[std::size_t(l)].data());
+                           V[std::size_t(l)].data(), BT[std::size_t(l)].data());
       else
-        layer.scan_forward(a, steps, B, nullptr, 0, -1, V[std::size_t(l)].data());
+        layer.scan_forward(a, steps, B, nullptr, 0, -1, V[std::size_t(l)].data(), BT[std::size_t(l)].data());
     }
   }
   ws.encoded_for = keep_all ? EncodedFor{key, std::vector<std::uint32_t>(ids, ids + B)} : EncodedFor{};

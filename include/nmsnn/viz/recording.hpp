@@ -71,9 +71,9 @@ Recording record_activity(const SpikingNetwork<Task, Scalar>& net, const Eigen::
     for (Index t = 0; t + 1 < T; ++t) {
       Scalar* a = A.col(t).data();
       if (nr.reset == Reset::scale)
-        detail::forward_step<Scalar, Reset::scale, false>(a, v.data(), nullptr, n, decay, theta, rho, rho / theta);
+        detail::forward_step<Scalar, Reset::scale, false, false>(a, nullptr, v.data(), nullptr, n, decay, theta, rho, rho / theta);
       else
-        detail::forward_step<Scalar, Reset::subtract, false>(a, v.data(), nullptr, n, decay, theta, rho, rho / theta);
+        detail::forward_step<Scalar, Reset::subtract, false, false>(a, nullptr, v.data(), nullptr, n, decay, theta, rho, rho / theta);
       L.state.col(t + 1) = v.template cast<double>();
       L.output.col(t + 1) = A.col(t).template cast<double>();
       emitted.col(t + 1) = A.col(t);
