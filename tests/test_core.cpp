@@ -123,6 +123,26 @@ TEST_CASE("the engine's product kernels equal the products, computed in double")
     ref = (A.cast<double>() * B.cast<double>().transpose()).array() + 0.5;
     CHECK((C.cast<double>() - ref).cwiseAbs().maxCoeff() < 1e-4 * ref.cwiseAbs().maxCoeff());
   }
+  // gemm_nt_acc_thin: own kernel for B of 2-4 rows (m = 100 leaves rows after the last
+  // strip), the fallback for 1 and 5; B and C strided.
+  for (Index k : {1, 2, 3, 4, 5}) {
+    for (Index m : {5, 100, 129}) {
+      const Index inner = 700;
+      const Matrix<float> A = Matrix<float>::Random(m, inner);
+      const Matrix<float> Bbig = Matrix<float>::Random(k + 1, inner);
+      Matrix<float> Cbig = Matrix<float>::Constant(m + 3, k, 0.25f);
+      bool fell_back = false;
+      detail::gemm_nt_acc_thin<float>(detail::map(Cbig.data(), m, k, m + 3), detail::cmap(A.data(), m, inner),
+                                      detail::cmap(Bbig.data(), k, inner, k + 1), [&](auto C, auto A2, auto B2) {
+                                        fell_back = true;
+                                        detail::gemm_nt_acc<float>(C, A2, B2);
+                                      });
+      CHECK(fell_back == (k == 1 || k == 5));
+      ref = (A.cast<double>() * Bbig.topRows(k).cast<double>().transpose()).array() + 0.25;
+      CHECK((Cbig.topRows(m).cast<double>() - ref).cwiseAbs().maxCoeff() < 1e-4 * ref.cwiseAbs().maxCoeff());
+      CHECK((Cbig.bottomRows(3).array() == 0.25f).all());
+    }
+  }
   const Vector<float> v = Vector<float>::LinSpaced(13, -1.0f, 1.0f);
   Matrix<float> F = Matrix<float>::Zero(15, 4);
   detail::fill_columns(detail::map(F.data(), 13, 4, 15), v.data());

@@ -248,8 +248,12 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
   auto accumulate_dW = [&](Index l, const detail::ConstMatMap<S>& dU, const detail::ConstMatMap<S>& s) {
     Layer& layer = layers_[std::size_t(l)];
     const Index n = layer.outputs(), in = layer.inputs();
-    if (transposed(l)) detail::gemm_nt_acc_rows<S>(detail::map(dWT[std::size_t(l)].data(), in, n), s, dU);
-    else detail::gemm_nt_acc<S>(detail::map(layer.mutable_weight_gradient().data(), n, in), dU, s);
+    if (transposed(l))
+      detail::gemm_nt_acc_thin<S>(detail::map(dWT[std::size_t(l)].data(), in, n), s, dU,
+                                  [](auto C, auto A, auto B) { detail::gemm_nt_acc_rows<S>(C, A, B); });
+    else
+      detail::gemm_nt_acc_thin<S>(detail::map(layer.mutable_weight_gradient().data(), n, in), dU, s,
+                                  [](auto C, auto A, auto B) { detail::gemm_nt_acc<S>(C, A, B); });
   };
   for (Index t0 = (T - 1) / c * c; t0 >= 0; t0 -= c) {
     const Index steps = std::min(c, T - t0), t1 = t0 + steps;
