@@ -167,7 +167,7 @@ void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32
         detail::gemm_nn_set<S>(detail::map(a, n, steps * B), W, detail::cmap(E.data(), F, steps * B));
       } else if (l > 0) {
         const Index s0 = std::max<Index>(t0, 1);
-        if (s0 > t0) detail::map(a, n, B).setZero();
+        if (s0 > t0) detail::set_zero(detail::map(a, n, B));
         if (t1 > s0)
           detail::gemm_nn_set<S>(detail::map(ws.outputs[std::size_t(l)].data() + s0 * B * n, n, (t1 - s0) * B), W,
                                  detail::cmap(ws.outputs[std::size_t(l - 1)].data() + (s0 - 1) * B * in, in,
