@@ -138,6 +138,7 @@ void backward_scan(Scalar* D, const Scalar* GO, Index T, Index nB, Index j0, Ind
   Scalar* du_next = DN ? DN + j0 : zero_state;  // carried and summed in place
   if (!DN) std::fill(du_next, du_next + n, Scalar(0));
   Scalar* du_sum = SU ? SU + j0 : no_sum;
+  if (!SU) std::fill(du_sum, du_sum + n, Scalar(0));
   for (Index t = T - 1; t >= 0; --t) {
     Scalar* d = D + t * nB + j0;
     const Scalar* go = has_go ? GO + t * nB + j0 : nullptr;
@@ -146,7 +147,6 @@ void backward_scan(Scalar* D, const Scalar* GO, Index T, Index nB, Index j0, Ind
     else
       backward_step<Scalar, mode, has_go, false>(d, go, du_next, du_sum, gv, n, decay, kappa);
   }
-
 }
 
 }  // namespace detail
