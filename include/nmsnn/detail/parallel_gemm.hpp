@@ -186,12 +186,20 @@ void gemm_nn_set(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B)
 /// is packed; Eigen's product packs all of A for k output columns and takes 1.2-1.6x as
 /// long (100 x 480 times 480 x 3: 14 against 8-9 us). For k = 1 Eigen's matrix-vector
 /// product is faster and is used. Strips are fixed by the shape and each element is one
-/// sequential sum over n, so the thread count cannot change the result.
-#if defined(__GNUC__)
+/// sequential sum over n, so the thread count cannot change the result. The vectors are
+/// the target's own width (32 bytes with AVX, else 16): wider GCC vectors than the target
+/// has are emulated and made this kernel 5x slower than Eigen's in an SSE2-only build.
+#if defined(__GNUC__) && (defined(__SSE2__) || defined(__ARM_NEON))
+#define NMSNN_THIN_GRADIENT_KERNEL 1
+#if defined(__AVX__)
+inline constexpr int thin_vector_bytes = 32;
+#else
+inline constexpr int thin_vector_bytes = 16;
+#endif
 template <class Scalar, int K>
 void gemm_nt_acc_thin_fixed(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B) {
-  typedef Scalar vec __attribute__((vector_size(32)));
-  constexpr Index lanes = Index(32 / sizeof(Scalar));
+  typedef Scalar vec __attribute__((vector_size(thin_vector_bytes)));
+  constexpr Index lanes = Index(thin_vector_bytes / sizeof(Scalar));
   constexpr int V = K <= 2 ? 4 : 2;  // vectors per strip: enough independent sums to hide latency
   constexpr Index strip = V * lanes;
   const Index m = C.rows(), n = A.cols(), lda = A.outerStride(), ldb = B.outerStride(), ldc = C.outerStride();
@@ -230,7 +238,7 @@ void gemm_nt_acc_thin_fixed(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap
 /// fallback (gemm_nt_acc or gemm_nt_acc_rows, by the caller's layout).
 template <class Scalar, class Fallback>
 void gemm_nt_acc_thin(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B, Fallback&& fallback) {
-#if defined(__GNUC__)
+#if defined(NMSNN_THIN_GRADIENT_KERNEL)
   switch (B.rows()) {
     case 2: return gemm_nt_acc_thin_fixed<Scalar, 2>(C, A, B);
     case 3: return gemm_nt_acc_thin_fixed<Scalar, 3>(C, A, B);
