@@ -99,53 +99,12 @@ void set_zero(MatMap<Scalar> C) {
 /// Rows of A up to which gemm_tn_thin is used instead of Eigen's product.
 inline constexpr Index thin_rows = 4;
 
-/// C = A^T * B for an A (k x m) of few rows (k <= thin_rows), as the gradient W^T du that a
-/// layer of few neurons sends to the layer below: column by column, each element a k-term
-/// dot product. Eigen's general product packs and blocks for a depth of k and is about 3x
-/// slower at these shapes (100 x 3 times 3 x 480: 21 against 7.6 us on this project's
-/// development machine). Each column is computed alone, so the thread count cannot change it.
+/// C.col(c) = sum_r a_r B(r, c) for K columns a_r of length C.rows() (a_r at a + r * lda):
+/// column by column, each element a K-term sum, written without a prior fill. The kernel of
+/// the thin products below, where Eigen's general product packs and blocks for a depth of K.
+/// Columns are independent, so the thread count cannot change the result.
 template <class Scalar, int K>
-void gemm_tn_thin_fixed(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B) {
-  const Index m = C.rows(), n = C.cols();
-  Scalar at[thin_rows][1024];  // A^T by rows of A, contiguous (m <= 1024; else the caller uses Eigen)
-  for (int r = 0; r < K; ++r)
-    for (Index i = 0; i < m; ++i) at[r][i] = A(r, i);
-  const Index w = 256, blocks = (n + w - 1) / w;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (blocks > 1 && m * n > 65536)
-#endif
-  for (Index blk = 0; blk < blocks; ++blk)
-    for (Index c = blk * w, c1 = std::min(n, c + w); c < c1; ++c) {
-      Scalar b[K];
-      for (int r = 0; r < K; ++r) b[r] = B(r, c);
-      Scalar* __restrict out = C.data() + c * C.outerStride();
-      for (Index i = 0; i < m; ++i) {
-        Scalar s = at[0][i] * b[0];
-        for (int r = 1; r < K; ++r) s += at[r][i] * b[r];
-        out[i] = s;
-      }
-    }
-}
-
-/// C = A^T * B; an A of at most thin_rows rows and 1024 columns goes to gemm_tn_thin_fixed.
-template <class Scalar>
-void gemm_tn_thin(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B) {
-  switch (A.cols() <= 1024 ? A.rows() : 0) {
-    case 1: return gemm_tn_thin_fixed<Scalar, 1>(C, A, B);
-    case 2: return gemm_tn_thin_fixed<Scalar, 2>(C, A, B);
-    case 3: return gemm_tn_thin_fixed<Scalar, 3>(C, A, B);
-    case 4: return gemm_tn_thin_fixed<Scalar, 4>(C, A, B);
-    default: return gemm_tn(C, A, B, false);
-  }
-}
-
-/// C = A * B for an A (m x k) of few columns (k <= thin_rows), as the currents of a layer
-/// with few inputs (iris's 4 features): column by column, each element a k-term sum, written
-/// without a prior fill. Eigen's product, which needs C filled first, takes 2-3x as long at
-/// these shapes (100 x 4 times 4 x 480: 19 against 8 us). Columns are independent, so the
-/// thread count cannot change the result.
-template <class Scalar, int K>
-void gemm_nn_thin_fixed(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B) {
+void combine_columns(MatMap<Scalar> C, const Scalar* a, Index lda, ConstMatMap<Scalar> B) {
   const Index m = C.rows(), n = C.cols(), w = 256, blocks = (n + w - 1) / w;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) if (blocks > 1 && m * n > 65536)
@@ -155,29 +114,53 @@ void gemm_nn_thin_fixed(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Sca
       Scalar b[K];
       for (int r = 0; r < K; ++r) b[r] = B(r, c);
       Scalar* __restrict out = C.data() + c * C.outerStride();
-      const Scalar* __restrict a = A.data();
-      const Index lda = A.outerStride();
+      const Scalar* __restrict ar = a;
       for (Index i = 0; i < m; ++i) {
-        Scalar s = a[i] * b[0];
-        for (int r = 1; r < K; ++r) s += a[r * lda + i] * b[r];
+        Scalar s = ar[i] * b[0];
+        for (int r = 1; r < K; ++r) s += ar[r * lda + i] * b[r];
         out[i] = s;
       }
     }
 }
 
-/// C = A * B (C need not be initialised): gemm_nn_thin_fixed for A of at most thin_rows
-/// columns, else Eigen's product onto a zero fill (which is faster than its assignment).
+/// Calls f.operator()<k>() for k = 1..thin_rows; returns false (calling nothing) otherwise.
+template <class F>
+bool dispatch_thin(Index k, F&& f) {
+  switch (k) {
+    case 1: f.template operator()<1>(); return true;
+    case 2: f.template operator()<2>(); return true;
+    case 3: f.template operator()<3>(); return true;
+    case 4: f.template operator()<4>(); return true;
+    default: return false;
+  }
+}
+
+/// C = A^T * B. An A (k x m) of few rows (k <= thin_rows, m <= 1024), as the gradient
+/// W^T du that a layer of few neurons sends to the layer below, goes to combine_columns
+/// with A's rows copied contiguous: Eigen's product is about 3x slower at these shapes
+/// (100 x 3 times 3 x 480: 21 against 7.6 us on this project's development machine).
+template <class Scalar>
+void gemm_tn_thin(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B) {
+  const bool done = A.cols() <= 1024 && dispatch_thin(A.rows(), [&]<int K>() {
+    Scalar at[K][1024];  // A^T: row r of A at at[r]
+    for (int r = 0; r < K; ++r)
+      for (Index i = 0; i < A.cols(); ++i) at[r][i] = A(r, i);
+    combine_columns<Scalar, K>(C, &at[0][0], 1024, B);
+  });
+  if (!done) gemm_tn(C, A, B, false);
+}
+
+/// C = A * B (C need not be initialised). An A of few columns (k <= thin_rows), as the
+/// currents of a layer with few inputs (iris's 4 features), goes to combine_columns: Eigen's
+/// product, which needs C filled first, takes 2-3x as long at these shapes (100 x 4 times
+/// 4 x 480: 19 against 8 us). Otherwise Eigen's product onto a zero fill (which is faster
+/// than its assignment).
 template <class Scalar>
 void gemm_nn_set(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B) {
-  switch (A.cols()) {
-    case 1: return gemm_nn_thin_fixed<Scalar, 1>(C, A, B);
-    case 2: return gemm_nn_thin_fixed<Scalar, 2>(C, A, B);
-    case 3: return gemm_nn_thin_fixed<Scalar, 3>(C, A, B);
-    case 4: return gemm_nn_thin_fixed<Scalar, 4>(C, A, B);
-    default:
-      set_zero(C);
-      return gemm_nn(C, A, B, true);
-  }
+  if (dispatch_thin(A.cols(), [&]<int K>() { combine_columns<Scalar, K>(C, A.data(), A.outerStride(), B); }))
+    return;
+  set_zero(C);
+  gemm_nn(C, A, B, true);
 }
 
 /// C += A * B^T for a B (k x n) of few rows, 2 <= k <= thin_rows: the weight gradient of a
@@ -239,12 +222,8 @@ void gemm_nt_acc_thin_fixed(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap
 template <class Scalar, class Fallback>
 void gemm_nt_acc_thin(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B, Fallback&& fallback) {
 #if defined(NMSNN_THIN_GRADIENT_KERNEL)
-  switch (B.rows()) {
-    case 2: return gemm_nt_acc_thin_fixed<Scalar, 2>(C, A, B);
-    case 3: return gemm_nt_acc_thin_fixed<Scalar, 3>(C, A, B);
-    case 4: return gemm_nt_acc_thin_fixed<Scalar, 4>(C, A, B);
-    default: break;
-  }
+  if (B.rows() >= 2 && dispatch_thin(B.rows(), [&]<int K>() { gemm_nt_acc_thin_fixed<Scalar, K>(C, A, B); }))
+    return;
 #endif
   fallback(C, A, B);
 }

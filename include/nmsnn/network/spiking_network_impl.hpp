@@ -233,7 +233,6 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
     DN[std::size_t(l)].setZero(layer.outputs(), B);
     SU[std::size_t(l)].setZero(layer.outputs(), B);
     layer.mutable_weight_gradient().setZero(layer.outputs(), layer.inputs());
-    layer.mutable_bias_gradient().setZero(layer.outputs());
   }
   // A layer with more inputs than outputs accumulates its gradient as dW^T = sum s du^T, so
   // that the larger operand is the product's left one, which Eigen packs fastest (for an
