@@ -152,6 +152,131 @@ TEST_CASE("the engine's product kernels equal the products, computed in double")
   }
 }
 
+#if defined(NMSNN_FUSED_SCAN)
+namespace {
+// Reference of the fused forward: the engine's general path, one product then the layer's scan
+// (itself checked against the naive per-sample forward in test_gradients).
+template <class S>
+Index check_forward_product_scan(Index n, Index F, Index B, Index steps, Reset mode, bool readout) {
+  const Matrix<S> W = Matrix<S>::Random(n, F) * S(1.5), E = (Matrix<S>::Random(F, steps * B).array() + S(1)) / S(2);
+  const Vector<S> bias = Vector<S>::Random(n) * S(0.5);
+  const Matrix<S> V0 = Matrix<S>::Random(n, B) * S(2), R0 = Matrix<S>::Random(n, B);
+  SpikingLayer<S> layer(F, n, {.decay = 0.8, .threshold = 0.7, .penalty = 1.25, .reset = mode});
+  layer.set_weights(W);
+  layer.set_bias(bias);
+  Matrix<S> BT(n, B);
+  for (Index b = 0; b < B; ++b) BT.col(b) = bias;
+  Matrix<S> A_ref(n, steps * B), V_ref = V0, R_ref = R0;
+  A_ref.noalias() = W * E;
+  const Index t_lo = readout ? std::min<Index>(1, steps - 1) : 0, t_hi = readout ? steps - 1 : -1;
+  layer.scan_forward(A_ref.data(), steps, B, readout ? R_ref.data() : nullptr, t_lo, t_hi, V_ref.data(), BT.data());
+  Matrix<S> A = Matrix<S>::Constant(n, steps * B, S(7)), V = V0, R = R0;
+  const detail::ScanConstants<S> k{S(0.8), S(0.7), S(1.25), S(1.25) / S(0.7)};
+  auto run = [&]<Reset m>() {
+    detail::forward_product_scan<S, m>(A.data(), W.data(), n, F, E.data(), bias.data(), steps, B, k, V.data(),
+                                       readout ? R.data() : nullptr, t_lo, t_hi);
+  };
+  if (mode == Reset::scale) run.template operator()<Reset::scale>();
+  else run.template operator()<Reset::subtract>();
+  const double tol = std::is_same_v<S, float> ? 1e-5 : 1e-12;
+  INFO("n " << n << " F " << F << " B " << B << " steps " << steps << " readout " << readout);
+  CHECK((A - A_ref).cwiseAbs().maxCoeff() <= tol * (1 + A_ref.cwiseAbs().maxCoeff()));
+  CHECK((V - V_ref).cwiseAbs().maxCoeff() <= tol * (1 + V_ref.cwiseAbs().maxCoeff()));
+  CHECK((R - R_ref).cwiseAbs().maxCoeff() <= tol * (1 + R_ref.cwiseAbs().maxCoeff()));
+  return (A.array() > 0).count();
+}
+
+// Reference of the fused backward: MODEL.md's backward written out per neuron, sample and
+// step, in double.
+template <class S, int K, int F>
+void check_backward_fused(Index n, Index B, Index steps, bool last_chunk, Reset mode) {
+  const double decay = 0.85, kappa = 1.5 / 0.9;
+  Matrix<S> O = Matrix<S>::Random(n, steps * B);
+  O = O.cwiseMax(S(0)) * S(0.7);  // outputs o_t: about half the neurons fired
+  const Matrix<S> D2 = Matrix<S>::Random(K, (steps + 1) * B), W2 = Matrix<S>::Random(K, n);
+  const Matrix<S> E = Matrix<S>::Random(std::max(F, 1), steps * B);
+  const Matrix<S> DN0 = Matrix<S>::Random(n, B), SU0 = Matrix<S>::Random(n, B);
+  const Matrix<S> dW2T0 = Matrix<S>::Random(n, K), dW10 = Matrix<S>::Random(n, std::max(F, 1));
+  Eigen::MatrixXd D_ref(n, steps * B), DN_ref = DN0.template cast<double>(), dW2T_ref = dW2T0.template cast<double>(),
+                  dW1_ref = dW10.template cast<double>();
+  Eigen::VectorXd db_ref = SU0.template cast<double>().rowwise().sum();
+  for (Index h = 0; h < n; ++h)
+    for (Index b = 0; b < B; ++b) {
+      double du_next = DN0(h, b);
+      for (Index t = steps - 1; t >= 0; --t) {
+        const Index j = t * B + b;
+        const double o = O(h, j), g = o > 0 ? 1 : 0, dv = decay * du_next;
+        double du = mode == Reset::scale ? dv * (1 - kappa * g) : dv * (1 - g);
+        if (!(last_chunk && t == steps - 1))
+          for (int q = 0; q < K; ++q) {
+            du += double(W2(q, h)) * D2(q, j + B) * g;
+            dW2T_ref(h, q) += o * D2(q, j + B);
+          }
+        for (int f = 0; f < F; ++f) dW1_ref(h, f) += du * E(f, j);
+        D_ref(h, j) = du;
+        db_ref(h) += du;
+        du_next = du;
+      }
+      DN_ref(h, b) = du_next;
+    }
+  Matrix<S> D = O, DN = DN0, SU = SU0, dW2T = dW2T0, dW1 = dW10;
+  const Matrix<S> W2T = W2.transpose();
+  auto run = [&]<Reset m>() {
+    detail::backward_fused<S, m, K, F>({D.data(), n, steps, B, last_chunk, W2T.data(), D2.data(), dW2T.data(),
+                                        E.data(), dW1.data(), DN.data(), SU.data(), S(decay), S(kappa)});
+  };
+  if (mode == Reset::scale) run.template operator()<Reset::scale>();
+  else run.template operator()<Reset::subtract>();
+  const double tol = std::is_same_v<S, float> ? 2e-5 : 1e-12;
+  auto close = [&](const auto& x, const Eigen::MatrixXd& ref) {
+    return (x.template cast<double>() - ref).cwiseAbs().maxCoeff() <= tol * (1 + ref.cwiseAbs().maxCoeff());
+  };
+  INFO("n " << n << " K " << K << " F " << F << " B " << B << " steps " << steps << " last " << last_chunk);
+  CHECK(close(DN, DN_ref));
+  CHECK(close(dW2T, dW2T_ref));
+  CHECK(close(Matrix<S>(SU.rowwise().sum()), Eigen::MatrixXd(db_ref)));
+  if constexpr (F > 0) CHECK(close(dW1, dW1_ref));
+  else CHECK(close(D, D_ref));
+}
+}  // namespace
+
+TEST_CASE("the fused forward (currents and scan in one pass) equals product then scan") {
+  // Neuron counts around the kernel's tiles (2 vectors, 1, a half, single neurons), sample
+  // counts around its blocks of 4, with and without the readout, both resets.
+  Index fired = 0, total = 0;
+  for (Reset mode : {Reset::scale, Reset::subtract})
+    for (Index n : {1, 3, 4, 7, 8, 12, 16, 21, 100})
+      for (Index F : {1, 4, 20})
+        for (Index B : {1, 6, 9}) {
+          fired += check_forward_product_scan<float>(n, F, B, 3, mode, B != 6);
+          total += n * B * 3;
+          if (n % 4 == 1 || n == 100) check_forward_product_scan<double>(n, F, B, 2, mode, true);
+        }
+  check_forward_product_scan<float>(64, 64, 64, 4, Reset::scale, false);  // binary's layer at the limit
+  CHECK(fired > total / 10);  // the resets were exercised
+  CHECK(fired < total * 9 / 10);
+}
+
+TEST_CASE("the fused backward of layer 1 below a thin layer equals MODEL.md's backward") {
+  // Neuron counts around the vectors (8 floats, a half of 4, single neurons) and the task
+  // groups of 4 vectors; samples around the blocks of 8; every thin width K and input count F.
+  for (Reset mode : {Reset::scale, Reset::subtract})
+    for (Index n : {1, 5, 8, 12, 41, 100})
+      for (Index B : {1, 9})
+        for (bool last : {false, true}) {
+          for (Index k = 1; k <= detail::fused_max_thin; ++k)
+            detail::dispatch_thin(k, [&]<int K>() {
+              check_backward_fused<float, K, 0>(n, B, 3, last, mode);
+              check_backward_fused<float, K, 1>(n, B, 3, last, mode);
+              check_backward_fused<float, K, 4>(n, B, 2, last, mode);
+            });
+          check_backward_fused<float, 3, 4>(n, B, 4, last, mode);  // iris's shape of layers
+          check_backward_fused<double, 1, 0>(n, B, 3, last, mode);
+          check_backward_fused<double, 2, 3>(n, B, 2, last, mode);
+        }
+}
+#endif
+
 TEST_CASE("layer parameters validate their shapes and values") {
   SpikingLayer<float> layer(3, 2);
   CHECK_THROWS_AS(layer.set_weights(Eigen::MatrixXf::Zero(3, 2)), ShapeError);

@@ -40,16 +40,16 @@ struct Philox4x32 {
 /// and double networks see the same masks.
 inline constexpr float uniform01_24(std::uint32_t r) { return float(r >> 8) * 0x1.0p-24f; }
 
-/// Uniform floats in [0, 1) for eight counters {c0, c1[j], c2, c3}, j < 8, that differ in
-/// their second word: out[w][j] = uniform01_24(word w of Philox(key, counter j)). With AVX2
-/// the eight lanes run in vector registers; the bits are the same either way.
-inline void philox_uniform_8x4(std::uint32_t c0, const std::uint32_t (&c1)[8], std::uint32_t c2,
+/// Uniform floats in [0, 1) for eight counters {c0, c1[j], c2[j], c3}, j < 8, that differ in
+/// their second and third words: out[w][j] = uniform01_24(word w of Philox(key, counter j)).
+/// With AVX2 the eight lanes run in vector registers; the bits are the same either way.
+inline void philox_uniform_8x4(std::uint32_t c0, const std::uint32_t (&c1)[8], const std::uint32_t (&c2)[8],
                                std::uint32_t c3, Philox4x32::Key k, float (&out)[4][8]) {
 #if defined(__AVX2__)
   const __m256i m0 = _mm256_set1_epi64x(Philox4x32::M0), m1 = _mm256_set1_epi64x(Philox4x32::M1);
   __m256i x0 = _mm256_set1_epi32(int(c0));
   __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c1));
-  __m256i x2 = _mm256_set1_epi32(int(c2));
+  __m256i x2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c2));
   __m256i x3 = _mm256_set1_epi32(int(c3));
   for (int round = 0; round < 10; ++round) {
     // 32x32 -> 64-bit products of the even and odd lanes, split into hi and lo words.
@@ -73,10 +73,17 @@ inline void philox_uniform_8x4(std::uint32_t c0, const std::uint32_t (&c1)[8], s
   _mm256_storeu_ps(out[3], _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(x3, 8)), scale));
 #else
   for (int j = 0; j < 8; ++j) {
-    const auto r = Philox4x32::generate({c0, c1[j], c2, c3}, k);
+    const auto r = Philox4x32::generate({c0, c1[j], c2[j], c3}, k);
     for (int w = 0; w < 4; ++w) out[w][j] = uniform01_24(r[w]);
   }
 #endif
+}
+
+/// The same for counters {c0, c1[j], c2, c3} that differ in their second word only.
+inline void philox_uniform_8x4(std::uint32_t c0, const std::uint32_t (&c1)[8], std::uint32_t c2,
+                               std::uint32_t c3, Philox4x32::Key k, float (&out)[4][8]) {
+  const std::uint32_t c2s[8] = {c2, c2, c2, c2, c2, c2, c2, c2};
+  philox_uniform_8x4(c0, c1, c2s, c3, k, out);
 }
 
 /// What a stream of draws is for; each domain has its own key so streams never overlap.

@@ -75,11 +75,55 @@ class InputEncoder {
               Index steps, SType& S) const {
     const Index F = x.rows(), B = x.cols();
     NMSNN_ASSERT(S.rows() == F && S.cols() >= steps * B);
+    if (kind_ == Encoding::direct) {
+      for (Index b = 0; b < B; ++b)
+        encode_sample(x.data() + b * F, nullptr, F, ids[b], key, t0, steps, S.data() + b * F, F * B);
+      return;
+    }
+    // Each step's block of S is x's F*B values in x's order (feature i of sample b at
+    // b*F + i), so eight consecutive positions p are one generator call, with feature p % F
+    // and sample ids[p / F] in its lanes: no lane is idle for F not a multiple of 8 (iris's 4
+    // features used half of each call per sample), and each store is eight adjacent values.
+    // The draws are those of encode_sample, position by position (the counters are the same).
+    const Index P = F * B, groups = (P + 7) / 8;
+    const auto pkey = make_key(key.seed, RandomDomain::input_mask);
+    const Index t1 = t0 + steps;
+    const Scalar* xs = x.data();
+    Scalar* out = S.data();
 #if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (B > 1 && steps * B * F > 32768)
+#pragma omp parallel for schedule(static) if (groups > 1 && steps * P > 32768)
 #endif
-    for (Index b = 0; b < B; ++b)
-      encode_sample(x.data() + b * F, nullptr, F, ids[b], key, t0, steps, S.data() + b * F, F * B);
+    for (Index g = 0; g < groups; ++g) {
+      const Index p0 = g * 8;
+      const int m = int(std::min<Index>(8, P - p0));
+      std::uint32_t f[8], s[8];
+      Scalar xv[8], hi[8];
+      for (int j = 0; j < 8; ++j) {
+        const Index p = p0 + std::min(j, m - 1);  // idle lanes repeat the last position
+        f[j] = std::uint32_t(p % F);
+        s[j] = ids[p / F];
+        xv[j] = xs[p];
+        hi[j] = std::clamp(xv[j], Scalar(0), Scalar(1));
+      }
+      for (Index tb = t0 >> 2; (tb << 2) < t1; ++tb) {
+        float u[4][8];
+        philox_uniform_8x4(std::uint32_t(tb), f, s, key.stream, pkey, u);
+        for (int w = 0; w < 4; ++w) {
+          const Index t = (tb << 2) + w;
+          if (t < t0 || t >= t1) continue;
+          Scalar v[8];
+          if (kind_ == Encoding::rate)
+            for (int j = 0; j < 8; ++j) v[j] = Scalar(u[w][j]) * xv[j];
+          else
+            for (int j = 0; j < 8; ++j) v[j] = Scalar(u[w][j]) < hi[j] ? Scalar(1) : Scalar(0);
+          Scalar* o = out + (t - t0) * P + p0;
+          if (m == 8)
+            for (int j = 0; j < 8; ++j) o[j] = v[j];
+          else
+            for (int j = 0; j < m; ++j) o[j] = v[j];
+        }
+      }
+    }
   }
 
  private:

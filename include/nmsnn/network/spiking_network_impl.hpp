@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "nmsnn/network/spiking_network.hpp"
+#include "nmsnn/detail/fused_scan.hpp"
 #include "nmsnn/detail/parallel_gemm.hpp"
 #include "nmsnn/detail/sparse_input.hpp"
 #include "nmsnn/preprocessing/preprocessing.hpp"
@@ -164,6 +165,21 @@ void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32
       if (l == 0 && dense_input) {
         auto E = detail::map(ws.encoded.data() + (keep_all ? t0 * B * F : 0), F, steps * B);
         encoder_.encode(Xb, ids, key, t0, steps, E);
+#if defined(NMSNN_FUSED_SCAN)
+        if (F <= detail::fused_max_inputs) {  // currents and scan in one pass
+          const NeuronOptions& o = layer.neuron();
+          const detail::ScanConstants<S> k{S(o.decay), S(o.threshold), S(o.penalty), S(o.penalty) / S(o.threshold)};
+          const bool last = l == L - 1;
+          auto run = [&]<Reset mode>() {
+            detail::forward_product_scan<S, mode>(a, layer.weights().data(), n, F, E.data(), layer.bias().data(), steps,
+                                                  B, k, V[0].data(), last ? R.data() : nullptr,
+                                                  reducer_.first_state() - t0, reducer_.last_state() - t0);
+          };
+          if (o.reset == Reset::scale) run.template operator()<Reset::scale>();
+          else run.template operator()<Reset::subtract>();
+          continue;
+        }
+#endif
         detail::gemm_nn_set<S>(detail::map(a, n, steps * B), W, detail::cmap(E.data(), F, steps * B));
       } else if (l > 0) {
         const Index s0 = std::max<Index>(t0, 1);
@@ -254,12 +270,62 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
       detail::gemm_nt_acc_thin<S>(detail::map(layer.mutable_weight_gradient().data(), n, in), dU, s,
                                   [](auto C, auto A, auto B) { detail::gemm_nt_acc<S>(C, A, B); });
   };
+  // Below a thin layer 2 (at most 4 neurons, fewer than layer 1's), layer 1's backward is one
+  // fused pass (detail::backward_fused) that also makes the gradient it receives from layer 2
+  // and layer 2's weight gradient, and, with at most 4 encoded inputs, its own.
+  const Index K2 = L >= 2 ? layers_[1].outputs() : 0, n1 = layers_[0].outputs();
+  bool fused = false;
+  int fused_inputs = 0;
+  Matrix<S> W2T;
+#if defined(NMSNN_FUSED_SCAN)
+  fused = L >= 2 && K2 <= detail::fused_max_thin && n1 > K2;
+  if (fused) W2T = layers_[1].weights().transpose();
+  if (fused && dense_input && !transposed(0) && F <= detail::fused_max_thin) fused_inputs = int(F);
+#endif
   for (Index t0 = (T - 1) / c * c; t0 >= 0; t0 -= c) {
     const Index steps = std::min(c, T - t0), t1 = t0 + steps;
     for (Index l = L - 1; l >= 0; --l) {
       Layer& layer = layers_[std::size_t(l)];
       const Index n = layer.outputs(), in = layer.inputs();
       S* d = ws_.outputs[std::size_t(l)].data();  // o_t before this chunk's scan, dL/du_t after
+      if (fused && l == 0) {
+        const S* e = nullptr;
+        if (dense_input) {
+          S* ep = ws_.encoded.data() + (reuse ? t0 * B * F : 0);
+          if (!reuse) {
+            auto E = detail::map(ep, F, steps * B);
+            encoder_.encode(Xb, ids, key, t0, steps, E);
+          }
+          e = ep;
+        }
+#if defined(NMSNN_FUSED_SCAN)
+        const NeuronOptions& o = layer.neuron();
+        const S decay = S(o.decay), kappa = S(o.penalty) / S(o.threshold);
+        auto run = [&]<Reset mode, int K, int FI>() {
+          detail::backward_fused<S, mode, K, FI>({d + t0 * B * n, n, steps, B, t1 == T, W2T.data(),
+                                                  ws_.outputs[1].data() + t0 * B * K, dWT[1].data(), e,
+                                                  layer.mutable_weight_gradient().data(), DN[0].data(), SU[0].data(),
+                                                  decay, kappa});
+        };
+        auto with_inputs = [&]<Reset mode, int K>() {
+          switch (fused_inputs) {
+            case 1: run.template operator()<mode, K, 1>(); break;
+            case 2: run.template operator()<mode, K, 2>(); break;
+            case 3: run.template operator()<mode, K, 3>(); break;
+            case 4: run.template operator()<mode, K, 4>(); break;
+            default: run.template operator()<mode, K, 0>(); break;
+          }
+        };
+        auto with_mode = [&]<Reset mode>() {
+          detail::dispatch_thin(K2, [&]<int K>() { with_inputs.template operator()<mode, K>(); });
+        };
+        if (o.reset == Reset::scale) with_mode.template operator()<Reset::scale>();
+        else with_mode.template operator()<Reset::subtract>();
+#endif
+        if (dense_input && fused_inputs == 0)
+          accumulate_dW(0, detail::cmap(d + t0 * B * n, n, steps * B), detail::cmap(e, F, steps * B));
+        continue;
+      }
       if (l == L - 1)
         layer.scan_backward(d + t0 * B * n, nullptr, steps, B, DN[std::size_t(l)].data(), gv.data(),
                             reducer_.first_state() - t0, reducer_.last_state() - t0, SU[std::size_t(l)].data());
@@ -267,6 +333,7 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
         layer.scan_backward(d + t0 * B * n, ws_.scratch.data(), steps, B, DN[std::size_t(l)].data(), nullptr, 0, -1,
                             SU[std::size_t(l)].data());
       const auto dU = detail::cmap(d + t0 * B * n, n, steps * B);
+      if (fused && l == 1) continue;  // its weight gradient and layer 1's dL/do: in the fused pass
       if (l > 0) {
         const S* below = ws_.outputs[std::size_t(l - 1)].data();  // still o_t up to step t1 - 1
         const Index s0 = std::max<Index>(t0, 1);

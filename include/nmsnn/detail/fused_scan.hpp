@@ -1,0 +1,299 @@
+// nmsnn/detail/fused_scan.hpp — layer 1's currents and its forward scan in one pass, for a
+// layer with few inputs (binary's 20 features, iris's 4).
+//
+// The general engine writes the currents a_t = W s_t of a chunk of steps with one product and
+// then scans them (spiking_layer.hpp). With few inputs the product is cheap next to the
+// traffic around it: the zero fill and packing of Eigen's product, the write of the currents
+// and the scan's read of them back. Here each tile of currents (16 neurons by 4 samples of one
+// step) is summed in vector registers and scanned at once, so that only the outputs o_t are
+// written (binary's 64 x 1024 chunk: 2x faster than product plus scan).
+//
+// Each element is the same arithmetic as forward_step after a product: a = sum_f W(h, f) s_f
+// summed in order f = 0, 1, ..., then (a + b) + λ v. Tiles are independent (disjoint neurons
+// and samples), so the result does not depend on the thread count.
+#pragma once
+
+#include <algorithm>
+
+#include "nmsnn/detail/parallel_gemm.hpp"
+#include "nmsnn/layers/spiking_layer.hpp"
+
+namespace nmsnn::detail {
+
+/// Most inputs for which the engine uses forward_product_scan (W's rows of one tile then stay
+/// in L1; beyond this Eigen's blocked product is the better kernel).
+inline constexpr Index fused_max_inputs = 64;
+
+#if defined(NMSNN_THIN_GRADIENT_KERNEL)
+#define NMSNN_FUSED_SCAN 1
+
+/// The scan constants of one layer.
+template <class Scalar>
+struct ScanConstants {
+  Scalar decay, threshold, penalty, kappa;
+};
+
+/// One tile: MR vectors of neurons (rows h .. h + MR * lanes) by NB samples of one step.
+/// W, bias, v, a and r point at row h; e at the step's first sample of the tile (F values per
+/// sample); v, a, r have column stride n, e has F.
+template <class Scalar, int bytes, int MR, int NB, Reset mode, bool readout>
+inline void product_scan_tile(const Scalar* __restrict W, Index n, Index F, const Scalar* __restrict e,
+                              const Scalar* __restrict bias, Scalar* __restrict v, Scalar* __restrict a,
+                              Scalar* __restrict r, const ScanConstants<Scalar>& k) {
+  typedef Scalar vec __attribute__((vector_size(bytes)));
+  constexpr int L = bytes / int(sizeof(Scalar));
+  vec acc[NB][MR] = {};
+  for (Index f = 0; f < F; ++f) {
+    vec w[MR];
+    for (int m = 0; m < MR; ++m) __builtin_memcpy(&w[m], W + f * n + m * L, sizeof(vec));
+    for (int c = 0; c < NB; ++c) {
+      const Scalar x = e[c * F + f];
+      for (int m = 0; m < MR; ++m) acc[c][m] += w[m] * x;
+    }
+  }
+  for (int m = 0; m < MR; ++m) {
+    vec b;
+    __builtin_memcpy(&b, bias + m * L, sizeof(vec));
+    for (int c = 0; c < NB; ++c) {
+      Scalar* vp = v + c * n + m * L;
+      vec vo;
+      __builtin_memcpy(&vo, vp, sizeof(vec));
+      const vec u = (acc[c][m] + b) + vo * k.decay;
+      const vec g = __builtin_convertvector(-(u > k.threshold), vec);  // 1 where fired, else 0
+      const vec o = (u - k.threshold) * g;
+      vec vn;
+      if constexpr (mode == Reset::scale)
+        vn = u - (k.kappa * u) * g;
+      else
+        vn = u - (k.penalty + o) * g;
+      __builtin_memcpy(a + c * n + m * L, &o, sizeof(vec));
+      __builtin_memcpy(vp, &vn, sizeof(vec));
+      if constexpr (readout) {
+        vec rr;
+        __builtin_memcpy(&rr, r + c * n + m * L, sizeof(vec));
+        rr += vn;
+        __builtin_memcpy(r + c * n + m * L, &rr, sizeof(vec));
+      }
+    }
+  }
+}
+
+/// All n neurons of NB samples of one step: tiles of two target-width vectors, then one, then
+/// a half vector, then single neurons.
+template <class Scalar, int NB, Reset mode, bool readout>
+inline void product_scan_columns(const Scalar* W, Index n, Index F, const Scalar* e, const Scalar* bias, Scalar* v,
+                                 Scalar* a, Scalar* r, const ScanConstants<Scalar>& k) {
+  constexpr int bytes = thin_vector_bytes, L = bytes / int(sizeof(Scalar));
+  Index h = 0;
+  for (; h + 2 * L <= n; h += 2 * L)
+    product_scan_tile<Scalar, bytes, 2, NB, mode, readout>(W + h, n, F, e, bias + h, v + h, a + h, r + h, k);
+  for (; h + L <= n; h += L)
+    product_scan_tile<Scalar, bytes, 1, NB, mode, readout>(W + h, n, F, e, bias + h, v + h, a + h, r + h, k);
+  if constexpr (bytes > 16) {
+    constexpr int L2 = 16 / int(sizeof(Scalar));
+    for (; h + L2 <= n; h += L2)
+      product_scan_tile<Scalar, 16, 1, NB, mode, readout>(W + h, n, F, e, bias + h, v + h, a + h, r + h, k);
+  }
+  for (; h < n; ++h)
+    for (int c = 0; c < NB; ++c) {
+      Scalar s = 0;
+      for (Index f = 0; f < F; ++f) s += W[f * n + h] * e[c * F + f];
+      const Scalar u = (s + bias[h]) + v[c * n + h] * k.decay;
+      const Scalar g = static_cast<Scalar>(u > k.threshold);
+      const Scalar o = (u - k.threshold) * g;
+      Scalar vn;
+      if constexpr (mode == Reset::scale)
+        vn = u - (k.kappa * u) * g;
+      else
+        vn = u - (k.penalty + o) * g;
+      a[c * n + h] = o;
+      v[c * n + h] = vn;
+      if constexpr (readout) r[c * n + h] += vn;
+    }
+}
+
+/// Forward of a layer with F inputs over `steps` steps of B samples: A (n x steps*B) gets o_t
+/// for the inputs E (F x steps*B, column t*B + b), with weights W (n x F) and bias; V (n x B)
+/// carries the state v in and out. When R (n x B) is given, v_t is added to it for t in
+/// [t_lo, t_hi] (MODEL.md's readout, as forward_scan).
+template <class Scalar, Reset mode>
+void forward_product_scan(Scalar* A, const Scalar* W, Index n, Index F, const Scalar* E, const Scalar* bias,
+                          Index steps, Index B, const ScanConstants<Scalar>& k, Scalar* V, Scalar* R, Index t_lo,
+                          Index t_hi) {
+  constexpr Index NB = 4;
+  const Index blocks = (B + NB - 1) / NB;
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (blocks > 1 && n * F * B * steps > (Index(1) << 18))
+#endif
+  for (Index blk = 0; blk < blocks; ++blk) {
+    const Index b0 = blk * NB, nb = std::min(NB, B - b0);
+    for (Index t = 0; t < steps; ++t) {
+      const Index col = t * B + b0;
+      Scalar* r = R ? R + b0 * n : nullptr;
+      const bool reduce = R && t >= t_lo && t <= t_hi;
+      auto run = [&]<int cols, bool readout>(Index c) {
+        product_scan_columns<Scalar, cols, mode, readout>(W, n, F, E + (col + c) * F, bias, V + (b0 + c) * n,
+                                                          A + (col + c) * n, r ? r + c * n : nullptr, k);
+      };
+      if (nb == NB) {
+        if (reduce) run.template operator()<NB, true>(0);
+        else run.template operator()<NB, false>(0);
+      } else {
+        for (Index c = 0; c < nb; ++c) {
+          if (reduce) run.template operator()<1, true>(c);
+          else run.template operator()<1, false>(c);
+        }
+      }
+    }
+  }
+}
+
+/// Most outputs of the layer above layer 1, and most inputs of layer 1, for which the fused
+/// backward below does their products in its registers.
+inline constexpr int fused_max_thin = 4;
+
+template <class Scalar>
+struct FusedBackward {
+  Scalar* D;
+  Index n, steps, B;
+  bool last_chunk;  // the chunk ends at step T - 1, which has no next step
+  const Scalar* W2T;
+  const Scalar* D2;
+  Scalar* dW2T;
+  const Scalar* E;
+  Scalar* dW1;
+  Scalar* DN;
+  Scalar* SU;
+  Scalar decay, kappa;
+};
+
+/// One step t of the neurons h .. h + lanes of samples [b0, b1) (see backward_fused), with
+/// the sums a2, a1 and su (of du) in registers. The gate enters as a mask: x & [o > 0] is
+/// x g for g in {0, 1} (up to the sign of zero).
+template <class Scalar, class vec, Reset mode, int K, int F, bool has_next>
+[[gnu::always_inline]] inline void backward_fused_step(Scalar* __restrict D, Scalar* __restrict DN,
+                                                       const Scalar* __restrict D2,
+                                                       const Scalar* __restrict E, Index n, Index B, Index t,
+                                                       Index b0, Index b1, Scalar decay, Scalar kappa,
+                                                       const vec (&w2)[K], vec (&a2)[K], vec (&a1)[F > 0 ? F : 1],
+                                                       vec& su) {
+  for (Index b = b0; b < b1; ++b) {
+    const Index j = t * B + b;
+    Scalar* d = D + j * n;
+    vec o, dn;
+    __builtin_memcpy(&o, d, sizeof(vec));
+    __builtin_memcpy(&dn, DN + b * n, sizeof(vec));
+    const auto fired = o > Scalar(0);
+    using mask = decltype(fired);
+    const vec dv = dn * decay;
+    vec du = dv - (vec)((mask)(mode == Reset::scale ? kappa * dv : dv) & fired);
+    if constexpr (has_next) {
+      const Scalar* u2 = D2 + (j + B) * K;
+      vec go = w2[0] * u2[0];
+      for (int k = 1; k < K; ++k) go += w2[k] * u2[k];
+      du += (vec)((mask)go & fired);
+      for (int k = 0; k < K; ++k) a2[k] += o * u2[k];
+    }
+    su += du;
+    if constexpr (F == 0) __builtin_memcpy(d, &du, sizeof(vec));  // else no one reads du_t
+    __builtin_memcpy(DN + b * n, &du, sizeof(vec));
+    if constexpr (F > 0)
+      for (int f = 0; f < F; ++f) a1[f] += du * E[j * F + f];
+  }
+}
+
+/// The neurons h .. h + lanes of samples [b0, b1) over all steps of the chunk (see
+/// backward_fused). Steps outside samples: the carried du of each sample stays in DN (in L1),
+/// so that consecutive iterations are independent samples, not a chain through one.
+template <class Scalar, int bytes, Reset mode, int K, int F>
+inline void backward_fused_rows(const FusedBackward<Scalar>& p, Index h, Index b0, Index b1) {
+  typedef Scalar vec __attribute__((vector_size(bytes)));
+  // Locals, not p's fields: the vector stores (memcpy) could alias those, forcing reloads.
+  Scalar* const D = p.D + h;
+  Scalar* const DN = p.DN + h;
+  Scalar* const SU = p.SU + h;
+  const Scalar* const D2 = p.D2;
+  const Scalar* const E = p.E;
+  const Index n = p.n, B = p.B, steps = p.steps;
+  const bool last_chunk = p.last_chunk;
+  const Scalar decay = p.decay, kappa = p.kappa;
+  vec w2[K], a2[K], a1[F > 0 ? F : 1], su{};
+  for (int k = 0; k < K; ++k) {
+    __builtin_memcpy(&w2[k], p.W2T + h + k * n, sizeof(vec));
+    a2[k] = vec{};
+  }
+  for (int f = 0; f < (F > 0 ? F : 1); ++f) a1[f] = vec{};
+  for (Index t = steps - 1; t >= 0; --t) {
+    if (last_chunk && t == steps - 1)  // no du2 of a next step
+      backward_fused_step<Scalar, vec, mode, K, F, false>(D, DN, D2, E, n, B, t, b0, b1, decay, kappa, w2, a2, a1, su);
+    else
+      backward_fused_step<Scalar, vec, mode, K, F, true>(D, DN, D2, E, n, B, t, b0, b1, decay, kappa, w2, a2, a1, su);
+  }
+  {  // the sum over these samples goes to SU's first column (the engine sums SU's columns)
+    vec x;
+    __builtin_memcpy(&x, SU, sizeof(vec));
+    x += su;
+    __builtin_memcpy(SU, &x, sizeof(vec));
+  }
+  for (int k = 0; k < K; ++k) {
+    Scalar* c = p.dW2T + h + k * n;
+    vec x;
+    __builtin_memcpy(&x, c, sizeof(vec));
+    x += a2[k];
+    __builtin_memcpy(c, &x, sizeof(vec));
+  }
+  if constexpr (F > 0)
+    for (int f = 0; f < F; ++f) {
+      Scalar* c = p.dW1 + h + f * n;
+      vec x;
+      __builtin_memcpy(&x, c, sizeof(vec));
+      x += a1[f];
+      __builtin_memcpy(c, &x, sizeof(vec));
+    }
+}
+
+/// Backward of layer 1 (n neurons) below a thin layer of K <= 4 neurons, for one chunk of
+/// p.steps steps (MODEL.md "Gradients"), in one pass:
+/// - the gradient with respect to o_t, W2^T du2_{t+1} (zero at t = T-1), from the layer
+///   above's du2 (D2: K x steps*B at the chunk, whose column block p.steps is the next
+///   chunk's first step) and its weights, given transposed (W2T: n x K);
+/// - the scan: D (n x steps*B) from o_t to du_t (unless F > 0: then nothing reads du_t and D
+///   is left as it is), DN (n x B) carrying du in and out; the sum of du over the steps and
+///   samples (the bias gradient) is added to SU's first column (n x B, summed over columns
+///   by the engine);
+/// - the layer above's weight gradient, transposed: dW2T (n x K) += sum_t o_t du2_{t+1}^T;
+/// - when F > 0, this layer's: dW1 (n x F) += sum_t du_t s_t^T for the inputs E (F x steps*B).
+/// These were three thin products and the scan, each a pass over the chunk. Samples go in
+/// blocks of 8, whose steps stay in L1 while each vector of neurons of a task (whose sums
+/// stay in registers) walks over them. A task is a fixed group of neurons and sums over the
+/// samples and steps in a fixed order, so the result does not depend on the thread count.
+template <class Scalar, Reset mode, int K, int F>
+void backward_fused(const FusedBackward<Scalar>& p) {
+  constexpr int bytes = thin_vector_bytes, L = bytes / int(sizeof(Scalar));
+  // Vectors per task: two share the cache lines of a column of D (64 bytes); tasks go round
+  // robin, so that two threads get about as many neurons each (iris: 12 vectors and a tail).
+  constexpr Index group = 2, sample_block = 8;  // samples per block
+  const Index n = p.n, full = n / L, groups = (full + group - 1) / group;
+  const Index tasks = groups + (full * L < n ? 1 : 0);
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static, 1) if (tasks > 1 && n * p.B * p.steps > 65536)
+#endif
+  for (Index task = 0; task < tasks; ++task)
+    for (Index b0 = 0; b0 < p.B; b0 += sample_block) {
+      const Index b1 = std::min(p.B, b0 + sample_block);
+      if (task < groups) {
+        for (Index v = task * group; v < std::min(full, (task + 1) * group); ++v)
+          backward_fused_rows<Scalar, bytes, mode, K, F>(p, v * L, b0, b1);
+        continue;
+      }
+      Index h = full * L;  // the neurons after the last full vector
+      if constexpr (bytes > 16) {
+        constexpr int L2 = 16 / int(sizeof(Scalar));
+        for (; h + L2 <= n; h += L2) backward_fused_rows<Scalar, 16, mode, K, F>(p, h, b0, b1);
+      }
+      for (; h < n; ++h) backward_fused_rows<Scalar, int(sizeof(Scalar)), mode, K, F>(p, h, b0, b1);
+    }
+}
+#endif
+
+}  // namespace nmsnn::detail
