@@ -75,16 +75,21 @@ class InputEncoder {
               Index steps, SType& S) const {
     const Index F = x.rows(), B = x.cols();
     NMSNN_ASSERT(S.rows() == F && S.cols() >= steps * B);
-    if (kind_ == Encoding::direct) {
+    if (kind_ == Encoding::direct || F % 8 == 0 || F >= 64) {
+      // Eight features of one sample per generator call: with F a multiple of 8 no lane is
+      // idle, and with many features few are.
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static) if (B > 1 && steps * B * F > 32768)
+#endif
       for (Index b = 0; b < B; ++b)
         encode_sample(x.data() + b * F, nullptr, F, ids[b], key, t0, steps, S.data() + b * F, F * B);
       return;
     }
-    // Each step's block of S is x's F*B values in x's order (feature i of sample b at
-    // b*F + i), so eight consecutive positions p are one generator call, with feature p % F
-    // and sample ids[p / F] in its lanes: no lane is idle for F not a multiple of 8 (iris's 4
-    // features used half of each call per sample), and each store is eight adjacent values.
-    // The draws are those of encode_sample, position by position (the counters are the same).
+    // Few features, not a multiple of 8 (iris's 4 used half of each call, binary's 20 three
+    // quarters): each step's block of S is x's F*B values in x's order (feature i of sample b
+    // at b*F + i), so eight consecutive positions p are one generator call, with feature
+    // p % F and sample ids[p / F] in its lanes, and each store is eight adjacent values. The
+    // draws are those of encode_sample, position by position (the counters are the same).
     const Index P = F * B, groups = (P + 7) / 8;
     const auto pkey = make_key(key.seed, RandomDomain::input_mask);
     const Index t1 = t0 + steps;
@@ -98,12 +103,17 @@ class InputEncoder {
       const int m = int(std::min<Index>(8, P - p0));
       std::uint32_t f[8], s[8];
       Scalar xv[8], hi[8];
+      Index fi = p0 % F, bi = p0 / F;  // one division per group, then steps of one position
       for (int j = 0; j < 8; ++j) {
         const Index p = p0 + std::min(j, m - 1);  // idle lanes repeat the last position
-        f[j] = std::uint32_t(p % F);
-        s[j] = ids[p / F];
+        f[j] = std::uint32_t(fi);
+        s[j] = ids[bi];
         xv[j] = xs[p];
         hi[j] = std::clamp(xv[j], Scalar(0), Scalar(1));
+        if (j + 1 < m && ++fi == F) {
+          fi = 0;
+          ++bi;
+        }
       }
       for (Index tb = t0 >> 2; (tb << 2) < t1; ++tb) {
         float u[4][8];
