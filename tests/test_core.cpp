@@ -182,8 +182,9 @@ TEST_CASE("the engine's product kernels equal the products, computed in double")
 namespace {
 // Reference of the fused forward: the engine's general path, one product then the layer's scan
 // (itself checked against the naive per-sample forward in test_gradients).
-template <class S>
-Index check_forward_product_scan(Index n, Index F, Index B, Index steps, Reset mode, bool readout) {
+template <class S, int K2 = 0>
+Index check_forward_product_scan(Index n, Index F, Index B, Index steps, Reset mode, bool readout,
+                                 bool last_chunk = false) {
   const Matrix<S> W = Matrix<S>::Random(n, F) * S(1.5), E = (Matrix<S>::Random(F, steps * B).array() + S(1)) / S(2);
   const Vector<S> bias = Vector<S>::Random(n) * S(0.5);
   const Matrix<S> V0 = Matrix<S>::Random(n, B) * S(2), R0 = Matrix<S>::Random(n, B);
@@ -198,9 +199,14 @@ Index check_forward_product_scan(Index n, Index F, Index B, Index steps, Reset m
   layer.scan_forward(A_ref.data(), steps, B, readout ? R_ref.data() : nullptr, t_lo, t_hi, V_ref.data(), BT.data());
   Matrix<S> A = Matrix<S>::Constant(n, steps * B, S(7)), V = V0, R = R0;
   const detail::ScanConstants<S> k{S(0.8), S(0.7), S(1.25), S(1.25) / S(0.7)};
+  // The next layer's currents: W2 o_t into column block t + 1 (none after the last chunk's
+  // last step: that block keeps its marker).
+  const Matrix<S> W2 = Matrix<S>::Random(std::max(K2, 1), n), W2T = W2.transpose();
+  Matrix<S> A2 = Matrix<S>::Constant(std::max(K2, 1), (steps + 1) * B, S(-3));
   auto run = [&]<Reset m>() {
-    detail::forward_product_scan<S, m>(A.data(), W.data(), n, F, E.data(), bias.data(), steps, B, k, V.data(),
-                                       readout ? R.data() : nullptr, t_lo, t_hi);
+    detail::forward_product_scan<S, m, K2>(A.data(), W.data(), n, F, E.data(), bias.data(), steps, B, k, V.data(),
+                                           readout ? R.data() : nullptr, t_lo, t_hi, W2T.data(), A2.data(),
+                                           last_chunk);
   };
   if (mode == Reset::scale) run.template operator()<Reset::scale>();
   else run.template operator()<Reset::subtract>();
@@ -209,6 +215,14 @@ Index check_forward_product_scan(Index n, Index F, Index B, Index steps, Reset m
   CHECK((A - A_ref).cwiseAbs().maxCoeff() <= tol * (1 + A_ref.cwiseAbs().maxCoeff()));
   CHECK((V - V_ref).cwiseAbs().maxCoeff() <= tol * (1 + V_ref.cwiseAbs().maxCoeff()));
   CHECK((R - R_ref).cwiseAbs().maxCoeff() <= tol * (1 + R_ref.cwiseAbs().maxCoeff()));
+  if constexpr (K2 > 0) {
+    const Index made = last_chunk ? steps - 1 : steps;
+    const Eigen::MatrixXd A2_ref = W2.template cast<double>() * A_ref.leftCols(made * B).template cast<double>();
+    CHECK((A2.middleCols(B, made * B).template cast<double>() - A2_ref).cwiseAbs().maxCoeff() <=
+          tol * (1 + A2_ref.cwiseAbs().maxCoeff()));
+    CHECK((A2.leftCols(B).array() == S(-3)).all());  // block 0: the step before the chunk's
+    if (last_chunk) CHECK((A2.rightCols(B).array() == S(-3)).all());
+  }
   return (A.array() > 0).count();
 }
 
@@ -279,6 +293,15 @@ TEST_CASE("the fused forward (currents and scan in one pass) equals product then
           if (n % 4 == 1 || n == 100) check_forward_product_scan<double>(n, F, B, 2, mode, true);
         }
   check_forward_product_scan<float>(64, 64, 64, 4, Reset::scale, false);  // binary's layer at the limit
+  // With the currents of a thin next layer (1-4 neurons), in the chunk's middle or at the end.
+  for (Index n : {3, 8, 21, 64, 100})
+    for (bool last : {false, true}) {
+      check_forward_product_scan<float, 1>(n, 20, 9, 3, Reset::scale, false, last);
+      check_forward_product_scan<float, 2>(n, 4, 6, 2, Reset::subtract, false, last);
+      check_forward_product_scan<float, 3>(n, 4, 9, 4, Reset::scale, false, last);
+      check_forward_product_scan<float, 4>(n, 3, 5, 3, Reset::scale, false, last);
+      check_forward_product_scan<double, 3>(n, 4, 5, 3, Reset::subtract, false, last);
+    }
   CHECK(fired > total / 10);  // the resets were exercised
   CHECK(fired < total * 9 / 10);
 }

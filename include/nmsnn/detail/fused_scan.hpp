@@ -94,32 +94,59 @@ inline void product_scan_columns(const Scalar* W, Index n, Index F, const Scalar
     for (; h + L2 <= n; h += L2)
       product_scan_tile<Scalar, 16, 1, NB, mode, readout>(W + h, n, F, e, bias + h, v + h, a + h, r + h, k);
   }
-  for (; h < n; ++h)
+  for (; h < n; ++h)  // single neurons: the sum, then the scan's own step
     for (int c = 0; c < NB; ++c) {
       Scalar s = 0;
       for (Index f = 0; f < F; ++f) s += W[f * n + h] * e[c * F + f];
-      const Scalar u = (s + bias[h]) + v[c * n + h] * k.decay;
-      const Scalar g = static_cast<Scalar>(u > k.threshold);
-      const Scalar o = (u - k.threshold) * g;
-      Scalar vn;
-      if constexpr (mode == Reset::scale)
-        vn = u - (k.kappa * u) * g;
-      else
-        vn = u - (k.penalty + o) * g;
-      a[c * n + h] = o;
-      v[c * n + h] = vn;
-      if constexpr (readout) r[c * n + h] += vn;
+      a[c * n + h] = s;
+      forward_step<Scalar, mode, readout, true>(a + c * n + h, bias + h, v + c * n + h, readout ? r + c * n + h : nullptr,
+                                                1, k.decay, k.threshold, k.penalty, k.kappa);
     }
+}
+
+/// The currents of a thin next layer (K <= 4 neurons) from one column o of this layer's
+/// outputs: out[q] = sum_h W2T(h, q) o[h] (W2T: n x K, the next layer's weights transposed),
+/// in two interleaved vector sums per q, then the lanes, then the neurons after the last
+/// vector.
+template <class Scalar, int K>
+inline void thin_currents(const Scalar* __restrict W2T, Index n, const Scalar* __restrict o,
+                          Scalar* __restrict out) {
+  constexpr int bytes = thin_vector_bytes, L = bytes / int(sizeof(Scalar));
+  typedef Scalar vec __attribute__((vector_size(bytes)));
+  vec acc[2][K];
+  for (int q = 0; q < K; ++q) acc[0][q] = acc[1][q] = vec{};
+  Index h = 0;
+  for (; h + 2 * L <= n; h += 2 * L)
+    for (int i = 0; i < 2; ++i) {
+      vec x;
+      __builtin_memcpy(&x, o + h + i * L, sizeof(vec));
+      for (int q = 0; q < K; ++q) {
+        vec w;
+        __builtin_memcpy(&w, W2T + q * n + h + i * L, sizeof(vec));
+        acc[i][q] += w * x;
+      }
+    }
+  for (int q = 0; q < K; ++q) {
+    const vec a = acc[0][q] + acc[1][q];
+    Scalar sum = 0;
+    for (int l = 0; l < L; ++l) sum += a[l];
+    for (Index i = h; i < n; ++i) sum += W2T[q * n + i] * o[i];
+    out[q] = sum;
+  }
 }
 
 /// Forward of a layer with F inputs over `steps` steps of B samples: A (n x steps*B) gets o_t
 /// for the inputs E (F x steps*B, column t*B + b), with weights W (n x F) and bias; V (n x B)
 /// carries the state v in and out. When R (n x B) is given, v_t is added to it for t in
-/// [t_lo, t_hi] (MODEL.md's readout, as forward_scan).
-template <class Scalar, Reset mode>
+/// [t_lo, t_hi] (MODEL.md's readout, as forward_scan). With K2 > 0, the currents of a thin
+/// next layer (K2 neurons, weights transposed W2T: n x K2) are made from each column while it
+/// is in L1: the next layer reads o_t at step t + 1, so they go to column (t+1)*B + b of A2
+/// (K2 x (steps+1)*B: the next chunk's first step is column block `steps`; skipped for the
+/// chunk's last step when last_chunk, which has no next step).
+template <class Scalar, Reset mode, int K2 = 0>
 void forward_product_scan(Scalar* A, const Scalar* W, Index n, Index F, const Scalar* E, const Scalar* bias,
                           Index steps, Index B, const ScanConstants<Scalar>& k, Scalar* V, Scalar* R, Index t_lo,
-                          Index t_hi) {
+                          Index t_hi, const Scalar* W2T = nullptr, Scalar* A2 = nullptr, bool last_chunk = false) {
   constexpr Index NB = 4;
   const Index blocks = (B + NB - 1) / NB;
 #if defined(_OPENMP)
@@ -144,6 +171,9 @@ void forward_product_scan(Scalar* A, const Scalar* W, Index n, Index F, const Sc
           else run.template operator()<1, false>(c);
         }
       }
+      if constexpr (K2 > 0)
+        if (!(last_chunk && t == steps - 1))
+          for (Index c = 0; c < nb; ++c) thin_currents<Scalar, K2>(W2T, n, A + (col + c) * n, A2 + (col + c + B) * K2);
     }
   }
 }
@@ -229,27 +259,16 @@ inline void backward_fused_rows(const FusedBackward<Scalar>& p, Index h, Index b
     else
       backward_fused_step<Scalar, vec, mode, K, F, true>(D, DN, D2, E, n, B, t, b0, b1, decay, kappa, w2, a2, a1, su);
   }
-  {  // the sum over these samples goes to SU's first column (the engine sums SU's columns)
-    vec x;
-    __builtin_memcpy(&x, SU, sizeof(vec));
-    x += su;
-    __builtin_memcpy(SU, &x, sizeof(vec));
-  }
-  for (int k = 0; k < K; ++k) {
-    Scalar* c = p.dW2T + h + k * n;
-    vec x;
-    __builtin_memcpy(&x, c, sizeof(vec));
-    x += a2[k];
-    __builtin_memcpy(c, &x, sizeof(vec));
-  }
+  auto add_to = [](Scalar* c, const vec& x) {
+    vec y;
+    __builtin_memcpy(&y, c, sizeof(vec));
+    y += x;
+    __builtin_memcpy(c, &y, sizeof(vec));
+  };
+  add_to(SU, su);  // the sum over these samples to SU's first column (the engine sums SU's columns)
+  for (int k = 0; k < K; ++k) add_to(p.dW2T + h + k * n, a2[k]);
   if constexpr (F > 0)
-    for (int f = 0; f < F; ++f) {
-      Scalar* c = p.dW1 + h + f * n;
-      vec x;
-      __builtin_memcpy(&x, c, sizeof(vec));
-      x += a1[f];
-      __builtin_memcpy(c, &x, sizeof(vec));
-    }
+    for (int f = 0; f < F; ++f) add_to(p.dW1 + h + f * n, a1[f]);
 }
 
 /// Backward of layer 1 (n neurons) below a thin layer of K <= 4 neurons, for one chunk of

@@ -152,6 +152,18 @@ void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32
     detail::fill_columns(detail::map(BT[std::size_t(l)].data(), layers_[std::size_t(l)].outputs(), B),
                          layers_[std::size_t(l)].bias().data());
   }
+  // Layer 1 with few inputs: currents and scan in one pass (detail::forward_product_scan),
+  // which also makes the currents of a thin layer 2 (at most 4 neurons).
+  bool fused = false;
+  Index K2 = 0;
+  Matrix<S> W2T;
+#if defined(NMSNN_FUSED_SCAN)
+  fused = dense_input && F <= detail::fused_max_inputs;
+  if (fused && L >= 2 && layers_[1].outputs() <= detail::fused_max_thin) {
+    K2 = layers_[1].outputs();
+    W2T = layers_[1].weights().transpose();
+  }
+#endif
   for (Index t0 = 0; t0 < T; t0 += c) {
     const Index steps = std::min(c, T - t0), t1 = t0 + steps;
     for (Index l = 0; l < L; ++l) {
@@ -166,17 +178,22 @@ void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32
         auto E = detail::map(ws.encoded.data() + (keep_all ? t0 * B * F : 0), F, steps * B);
         encoder_.encode(Xb, ids, key, t0, steps, E);
 #if defined(NMSNN_FUSED_SCAN)
-        if (F <= detail::fused_max_inputs) {  // currents and scan in one pass
+        if (fused) {
           const NeuronOptions& o = layer.neuron();
           const detail::ScanConstants<S> k{S(o.decay), S(o.threshold), S(o.penalty), S(o.penalty) / S(o.threshold)};
           const bool last = l == L - 1;
-          auto run = [&]<Reset mode>() {
-            detail::forward_product_scan<S, mode>(a, layer.weights().data(), n, F, E.data(), layer.bias().data(), steps,
-                                                  B, k, V[0].data(), last ? R.data() : nullptr,
-                                                  reducer_.first_state() - t0, reducer_.last_state() - t0);
+          auto run = [&]<Reset mode, int K>() {
+            detail::forward_product_scan<S, mode, K>(
+                a, layer.weights().data(), n, F, E.data(), layer.bias().data(), steps, B, k, V[0].data(),
+                last ? R.data() : nullptr, reducer_.first_state() - t0, reducer_.last_state() - t0, W2T.data(),
+                K > 0 ? ws.outputs[1].data() + t0 * B * K : nullptr, t1 == T);
           };
-          if (o.reset == Reset::scale) run.template operator()<Reset::scale>();
-          else run.template operator()<Reset::subtract>();
+          auto with_mode = [&]<Reset mode>() {
+            if (!detail::dispatch_thin(K2, [&]<int K>() { run.template operator()<mode, K>(); }))
+              run.template operator()<mode, 0>();
+          };
+          if (o.reset == Reset::scale) with_mode.template operator()<Reset::scale>();
+          else with_mode.template operator()<Reset::subtract>();
           continue;
         }
 #endif
@@ -184,7 +201,7 @@ void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32
       } else if (l > 0) {
         const Index s0 = std::max<Index>(t0, 1);
         if (s0 > t0) detail::set_zero(detail::map(a, n, B));
-        if (t1 > s0)
+        if (t1 > s0 && !(l == 1 && K2 > 0))  // (else made by layer 1's fused pass)
           detail::gemm_nn_set<S>(detail::map(ws.outputs[std::size_t(l)].data() + s0 * B * n, n, (t1 - s0) * B), W,
                                  detail::cmap(ws.outputs[std::size_t(l - 1)].data() + (s0 - 1) * B * in, in,
                                               (t1 - s0) * B));
