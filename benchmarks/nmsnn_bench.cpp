@@ -13,6 +13,11 @@
 // dense_equivalent_gflops (the dense model's arithmetic per second), input_density and
 // sparse_input_path, density (fraction of hidden outputs > 0, i.e. spikes), generator_share
 // (time spent drawing input masks, as a fraction of a step).
+//
+// WORKLOAD gemm: Eigen's own large product (float, 2048 x 2048 by 2048 x 2048; nmsnn builds
+// Eigen without its own threads, so with --threads N > 1 the columns are split over N threads
+// as the engine splits its products), the machine's reference figure for the gflops above; prints
+// workload, threads, n, sec (median of K after one warm-up) and gflops.
 #include <nmsnn/nmsnn.hpp>
 #if defined(NMSNN_BENCH_CUDA)
 #include <nmsnn/cuda.hpp>
@@ -198,7 +203,8 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
 int main(int argc, char** argv) try {
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0) {
     std::cerr << "usage: nmsnn-bench WORKLOAD [--threads N] [--batches K] [--chunk-bytes N] [--device cpu|cuda]\n"
-                 "WORKLOAD: binary, binary_noisy, iris, mnist, regression, each also with _mlp\n";
+                 "WORKLOAD: binary, binary_noisy, iris, mnist, regression, each also with _mlp;\n"
+                 "          gemm (Eigen's own large product, for reference)\n";
     return argc < 2 ? 2 : 0;
   }
   const std::string name = argv[1];
@@ -223,6 +229,27 @@ int main(int argc, char** argv) try {
   if (threads < 1 || batches < 1) {
     std::cerr << "nmsnn-bench: --threads and --batches must be >= 1\n";
     return 2;
+  }
+  if (name == "gemm") {
+    nmsnn::set_num_threads(threads);
+    const Eigen::Index n = 2048;
+    const nmsnn::Matrix<float> A = nmsnn::Matrix<float>::Random(n, n), B = nmsnn::Matrix<float>::Random(n, n);
+    nmsnn::Matrix<float> C(n, n);
+    std::vector<double> times;
+    for (int i = 0; i <= batches; ++i) {
+      const double t0 = now();
+      if (threads == 1)
+        C.noalias() = A * B;
+      else
+        nmsnn::detail::gemm_nn<float>(nmsnn::detail::map(C.data(), n, n), nmsnn::detail::cmap(A.data(), n, n),
+                                      nmsnn::detail::cmap(B.data(), n, n), false);
+      if (i > 0) times.push_back(now() - t0);
+    }
+    std::sort(times.begin(), times.end());
+    const double med = times[times.size() / 2];
+    std::printf("{\"workload\": \"gemm\", \"threads\": %d, \"n\": %ld, \"sec\": %.5f, \"gflops\": %.2f, \"check\": %.3f}\n",
+                threads, long(n), med, 2.0 * double(n) * double(n) * double(n) / med * 1e-9, double(C(7, 3)));
+    return 0;
   }
   const bool mlp = name.size() > 4 && name.compare(name.size() - 4, 4, "_mlp") == 0;
   const auto it = workloads.find(mlp ? name.substr(0, name.size() - 4) : name);
