@@ -1,16 +1,24 @@
-// nmsnn/detail/fused_scan.hpp — layer 1's currents and its forward scan in one pass, for a
-// layer with few inputs (binary's 20 features, iris's 4).
+// nmsnn/detail/fused_scan.hpp — fused kernels for a layer 1 with few inputs (binary's 20
+// features, iris's 4) and below a thin layer 2 (at most 4 neurons: binary's 1 output, iris's
+// 3 classes).
 //
 // The general engine writes the currents a_t = W s_t of a chunk of steps with one product and
-// then scans them (spiking_layer.hpp). With few inputs the product is cheap next to the
-// traffic around it: the zero fill and packing of Eigen's product, the write of the currents
-// and the scan's read of them back. Here each tile of currents (16 neurons by 4 samples of one
-// step) is summed in vector registers and scanned at once, so that only the outputs o_t are
-// written (binary's 64 x 1024 chunk: 2x faster than product plus scan).
+// then scans them (spiking_layer.hpp); backward, the scan and each product are passes of their
+// own. With few inputs or outputs the products are cheap next to the traffic around them: the
+// zero fill and packing of Eigen's product, the write of the currents and the scan's read of
+// them back.
+// - forward_product_scan: each tile of currents (16 neurons by 4 samples of one step) is summed
+//   in vector registers and scanned at once, so that only the outputs o_t are written
+//   (binary's 64 x 1024 chunk: 53 against 109 us for product plus scan), and a thin layer 2's
+//   currents are made from each column of outputs while it is in L1.
+// - backward_fused: the scan of layer 1, the gradient it receives from a thin layer 2, the
+//   bias gradient, layer 2's weight gradient and, with at most 4 inputs, layer 1's, in one
+//   pass with the sums in registers.
 //
-// Each element is the same arithmetic as forward_step after a product: a = sum_f W(h, f) s_f
-// summed in order f = 0, 1, ..., then (a + b) + λ v. Tiles are independent (disjoint neurons
-// and samples), so the result does not depend on the thread count.
+// The forward does the arithmetic of forward_step after a product: a = sum_f W(h, f) s_f
+// summed in order f = 0, 1, ..., then (a + b) + λ v. Tasks are fixed by the shapes (disjoint
+// neurons and samples forward, disjoint neurons backward), so results do not depend on the
+// thread count.
 #pragma once
 
 #include <algorithm>
@@ -37,7 +45,7 @@ struct ScanConstants {
 /// W, bias, v, a and r point at row h; e at the step's first sample of the tile (F values per
 /// sample); v, a, r have column stride n, e has F.
 template <class Scalar, int bytes, int MR, int NB, Reset mode, bool readout>
-inline void product_scan_tile(const Scalar* __restrict W, Index n, Index F, const Scalar* __restrict e,
+[[gnu::always_inline]] inline void product_scan_tile(const Scalar* __restrict W, Index n, Index F, const Scalar* __restrict e,
                               const Scalar* __restrict bias, Scalar* __restrict v, Scalar* __restrict a,
                               Scalar* __restrict r, const ScanConstants<Scalar>& k) {
   typedef Scalar vec __attribute__((vector_size(bytes)));
@@ -158,17 +166,18 @@ void forward_product_scan(Scalar* A, const Scalar* W, Index n, Index F, const Sc
       const Index col = t * B + b0;
       Scalar* r = R ? R + b0 * n : nullptr;
       const bool reduce = R && t >= t_lo && t <= t_hi;
-      auto run = [&]<int cols, bool readout>(Index c) {
-        product_scan_columns<Scalar, cols, mode, readout>(W, n, F, E + (col + c) * F, bias, V + (b0 + c) * n,
-                                                          A + (col + c) * n, r ? r + c * n : nullptr, k);
-      };
+      const Scalar* e = E + col * F;
+      Scalar *v = V + b0 * n, *a = A + col * n;
       if (nb == NB) {
-        if (reduce) run.template operator()<NB, true>(0);
-        else run.template operator()<NB, false>(0);
+        if (reduce) product_scan_columns<Scalar, NB, mode, true>(W, n, F, e, bias, v, a, r, k);
+        else product_scan_columns<Scalar, NB, mode, false>(W, n, F, e, bias, v, a, r, k);
       } else {
         for (Index c = 0; c < nb; ++c) {
-          if (reduce) run.template operator()<1, true>(c);
-          else run.template operator()<1, false>(c);
+          if (reduce)
+            product_scan_columns<Scalar, 1, mode, true>(W, n, F, e + c * F, bias, v + c * n, a + c * n, r + c * n, k);
+          else
+            product_scan_columns<Scalar, 1, mode, false>(W, n, F, e + c * F, bias, v + c * n, a + c * n,
+                                                         r ? r + c * n : nullptr, k);
         }
       }
       if constexpr (K2 > 0)
@@ -197,41 +206,6 @@ struct FusedBackward {
   Scalar decay, kappa;
 };
 
-/// One step t of the neurons h .. h + lanes of samples [b0, b1) (see backward_fused), with
-/// the sums a2, a1 and su (of du) in registers. The gate enters as a mask: x & [o > 0] is
-/// x g for g in {0, 1} (up to the sign of zero).
-template <class Scalar, class vec, Reset mode, int K, int F, bool has_next>
-[[gnu::always_inline]] inline void backward_fused_step(Scalar* __restrict D, Scalar* __restrict DN,
-                                                       const Scalar* __restrict D2,
-                                                       const Scalar* __restrict E, Index n, Index B, Index t,
-                                                       Index b0, Index b1, Scalar decay, Scalar kappa,
-                                                       const vec (&w2)[K], vec (&a2)[K], vec (&a1)[F > 0 ? F : 1],
-                                                       vec& su) {
-  for (Index b = b0; b < b1; ++b) {
-    const Index j = t * B + b;
-    Scalar* d = D + j * n;
-    vec o, dn;
-    __builtin_memcpy(&o, d, sizeof(vec));
-    __builtin_memcpy(&dn, DN + b * n, sizeof(vec));
-    const auto fired = o > Scalar(0);
-    using mask = decltype(fired);
-    const vec dv = dn * decay;
-    vec du = dv - (vec)((mask)(mode == Reset::scale ? kappa * dv : dv) & fired);
-    if constexpr (has_next) {
-      const Scalar* u2 = D2 + (j + B) * K;
-      vec go = w2[0] * u2[0];
-      for (int k = 1; k < K; ++k) go += w2[k] * u2[k];
-      du += (vec)((mask)go & fired);
-      for (int k = 0; k < K; ++k) a2[k] += o * u2[k];
-    }
-    su += du;
-    if constexpr (F == 0) __builtin_memcpy(d, &du, sizeof(vec));  // else no one reads du_t
-    __builtin_memcpy(DN + b * n, &du, sizeof(vec));
-    if constexpr (F > 0)
-      for (int f = 0; f < F; ++f) a1[f] += du * E[j * F + f];
-  }
-}
-
 /// The neurons h .. h + lanes of samples [b0, b1) over all steps of the chunk (see
 /// backward_fused). Steps outside samples: the carried du of each sample stays in DN (in L1),
 /// so that consecutive iterations are independent samples, not a chain through one.
@@ -253,11 +227,33 @@ inline void backward_fused_rows(const FusedBackward<Scalar>& p, Index h, Index b
     a2[k] = vec{};
   }
   for (int f = 0; f < (F > 0 ? F : 1); ++f) a1[f] = vec{};
+  // The sums a2, a1 and su (of du) stay in registers. The gate enters as a mask:
+  // x & [o > 0] is x g for g in {0, 1} (up to the sign of zero).
   for (Index t = steps - 1; t >= 0; --t) {
-    if (last_chunk && t == steps - 1)  // no du2 of a next step
-      backward_fused_step<Scalar, vec, mode, K, F, false>(D, DN, D2, E, n, B, t, b0, b1, decay, kappa, w2, a2, a1, su);
-    else
-      backward_fused_step<Scalar, vec, mode, K, F, true>(D, DN, D2, E, n, B, t, b0, b1, decay, kappa, w2, a2, a1, su);
+    const bool has_next = !(last_chunk && t == steps - 1);  // du2 of a next step exists
+    for (Index b = b0; b < b1; ++b) {
+      const Index j = t * B + b;
+      Scalar* d = D + j * n;
+      vec o, dn;
+      __builtin_memcpy(&o, d, sizeof(vec));
+      __builtin_memcpy(&dn, DN + b * n, sizeof(vec));
+      const auto fired = o > Scalar(0);
+      using mask = decltype(fired);
+      const vec dv = dn * decay;
+      vec du = dv - (vec)((mask)(mode == Reset::scale ? kappa * dv : dv) & fired);
+      if (has_next) {
+        const Scalar* u2 = D2 + (j + B) * K;
+        vec go = w2[0] * u2[0];
+        for (int k = 1; k < K; ++k) go += w2[k] * u2[k];
+        du += (vec)((mask)go & fired);
+        for (int k = 0; k < K; ++k) a2[k] += o * u2[k];
+      }
+      su += du;
+      if constexpr (F == 0) __builtin_memcpy(d, &du, sizeof(vec));  // else no one reads du_t
+      __builtin_memcpy(DN + b * n, &du, sizeof(vec));
+      if constexpr (F > 0)
+        for (int f = 0; f < F; ++f) a1[f] += du * E[j * F + f];
+    }
   }
   auto add_to = [](Scalar* c, const vec& x) {
     vec y;
@@ -312,6 +308,59 @@ void backward_fused(const FusedBackward<Scalar>& p) {
       }
       for (; h < n; ++h) backward_fused_rows<Scalar, int(sizeof(Scalar)), mode, K, F>(p, h, b0, b1);
     }
+}
+
+/// forward_product_scan with the reset and the next layer's width (0: none, else 1..4) given
+/// at run time. (Plain switches: nvcc's front end rejects the equivalent templated lambdas.)
+template <class Scalar, Reset mode>
+void forward_product_scan_k(int K2, Scalar* A, const Scalar* W, Index n, Index F, const Scalar* E, const Scalar* bias,
+                            Index steps, Index B, const ScanConstants<Scalar>& k, Scalar* V, Scalar* R, Index t_lo,
+                            Index t_hi, const Scalar* W2T, Scalar* A2, bool last_chunk) {
+  switch (K2) {
+    case 1: return forward_product_scan<Scalar, mode, 1>(A, W, n, F, E, bias, steps, B, k, V, R, t_lo, t_hi, W2T, A2, last_chunk);
+    case 2: return forward_product_scan<Scalar, mode, 2>(A, W, n, F, E, bias, steps, B, k, V, R, t_lo, t_hi, W2T, A2, last_chunk);
+    case 3: return forward_product_scan<Scalar, mode, 3>(A, W, n, F, E, bias, steps, B, k, V, R, t_lo, t_hi, W2T, A2, last_chunk);
+    case 4: return forward_product_scan<Scalar, mode, 4>(A, W, n, F, E, bias, steps, B, k, V, R, t_lo, t_hi, W2T, A2, last_chunk);
+    default: return forward_product_scan<Scalar, mode, 0>(A, W, n, F, E, bias, steps, B, k, V, R, t_lo, t_hi);
+  }
+}
+template <class Scalar>
+void forward_product_scan_dispatch(Reset mode, int K2, Scalar* A, const Scalar* W, Index n, Index F, const Scalar* E,
+                                   const Scalar* bias, Index steps, Index B, const ScanConstants<Scalar>& k, Scalar* V,
+                                   Scalar* R, Index t_lo, Index t_hi, const Scalar* W2T, Scalar* A2, bool last_chunk) {
+  if (mode == Reset::scale)
+    forward_product_scan_k<Scalar, Reset::scale>(K2, A, W, n, F, E, bias, steps, B, k, V, R, t_lo, t_hi, W2T, A2,
+                                                 last_chunk);
+  else
+    forward_product_scan_k<Scalar, Reset::subtract>(K2, A, W, n, F, E, bias, steps, B, k, V, R, t_lo, t_hi, W2T, A2,
+                                                    last_chunk);
+}
+
+/// backward_fused with the reset, the thin layer's width K (1..4) and the inputs handled in
+/// the pass F (0..4) given at run time.
+template <class Scalar, Reset mode, int K>
+void backward_fused_f(int F, const FusedBackward<Scalar>& p) {
+  switch (F) {
+    case 1: return backward_fused<Scalar, mode, K, 1>(p);
+    case 2: return backward_fused<Scalar, mode, K, 2>(p);
+    case 3: return backward_fused<Scalar, mode, K, 3>(p);
+    case 4: return backward_fused<Scalar, mode, K, 4>(p);
+    default: return backward_fused<Scalar, mode, K, 0>(p);
+  }
+}
+template <class Scalar, Reset mode>
+void backward_fused_k(int K, int F, const FusedBackward<Scalar>& p) {
+  switch (K) {
+    case 1: return backward_fused_f<Scalar, mode, 1>(F, p);
+    case 2: return backward_fused_f<Scalar, mode, 2>(F, p);
+    case 3: return backward_fused_f<Scalar, mode, 3>(F, p);
+    default: return backward_fused_f<Scalar, mode, 4>(F, p);
+  }
+}
+template <class Scalar>
+void backward_fused_dispatch(Reset mode, int K, int F, const FusedBackward<Scalar>& p) {
+  if (mode == Reset::scale) backward_fused_k<Scalar, Reset::scale>(K, F, p);
+  else backward_fused_k<Scalar, Reset::subtract>(K, F, p);
 }
 #endif
 

@@ -182,18 +182,10 @@ void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32
           const NeuronOptions& o = layer.neuron();
           const detail::ScanConstants<S> k{S(o.decay), S(o.threshold), S(o.penalty), S(o.penalty) / S(o.threshold)};
           const bool last = l == L - 1;
-          auto run = [&]<Reset mode, int K>() {
-            detail::forward_product_scan<S, mode, K>(
-                a, layer.weights().data(), n, F, E.data(), layer.bias().data(), steps, B, k, V[0].data(),
-                last ? R.data() : nullptr, reducer_.first_state() - t0, reducer_.last_state() - t0, W2T.data(),
-                K > 0 ? ws.outputs[1].data() + t0 * B * K : nullptr, t1 == T);
-          };
-          auto with_mode = [&]<Reset mode>() {
-            if (!detail::dispatch_thin(K2, [&]<int K>() { run.template operator()<mode, K>(); }))
-              run.template operator()<mode, 0>();
-          };
-          if (o.reset == Reset::scale) with_mode.template operator()<Reset::scale>();
-          else with_mode.template operator()<Reset::subtract>();
+          detail::forward_product_scan_dispatch<S>(
+              o.reset, int(K2), a, layer.weights().data(), n, F, E.data(), layer.bias().data(), steps, B, k,
+              V[0].data(), last ? R.data() : nullptr, reducer_.first_state() - t0, reducer_.last_state() - t0,
+              W2T.data(), K2 > 0 ? ws.outputs[1].data() + t0 * B * K2 : nullptr, t1 == T);
           continue;
         }
 #endif
@@ -317,27 +309,11 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
         }
 #if defined(NMSNN_FUSED_SCAN)
         const NeuronOptions& o = layer.neuron();
-        const S decay = S(o.decay), kappa = S(o.penalty) / S(o.threshold);
-        auto run = [&]<Reset mode, int K, int FI>() {
-          detail::backward_fused<S, mode, K, FI>({d + t0 * B * n, n, steps, B, t1 == T, W2T.data(),
-                                                  ws_.outputs[1].data() + t0 * B * K, dWT[1].data(), e,
-                                                  layer.mutable_weight_gradient().data(), DN[0].data(), SU[0].data(),
-                                                  decay, kappa});
-        };
-        auto with_inputs = [&]<Reset mode, int K>() {
-          switch (fused_inputs) {
-            case 1: run.template operator()<mode, K, 1>(); break;
-            case 2: run.template operator()<mode, K, 2>(); break;
-            case 3: run.template operator()<mode, K, 3>(); break;
-            case 4: run.template operator()<mode, K, 4>(); break;
-            default: run.template operator()<mode, K, 0>(); break;
-          }
-        };
-        auto with_mode = [&]<Reset mode>() {
-          detail::dispatch_thin(K2, [&]<int K>() { with_inputs.template operator()<mode, K>(); });
-        };
-        if (o.reset == Reset::scale) with_mode.template operator()<Reset::scale>();
-        else with_mode.template operator()<Reset::subtract>();
+        detail::backward_fused_dispatch<S>(
+            o.reset, int(K2), fused_inputs,
+            {d + t0 * B * n, n, steps, B, t1 == T, W2T.data(), ws_.outputs[1].data() + t0 * B * K2, dWT[1].data(), e,
+             layer.mutable_weight_gradient().data(), DN[0].data(), SU[0].data(), S(o.decay),
+             S(o.penalty) / S(o.threshold)});
 #endif
         if (dense_input && fused_inputs == 0)
           accumulate_dW(0, detail::cmap(d + t0 * B * n, n, steps * B), detail::cmap(e, F, steps * B));
