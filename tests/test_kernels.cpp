@@ -218,7 +218,7 @@ void check_backward_fused(Index n, Index B, Index steps, bool last_chunk, Reset 
 
 TEST_CASE("the fused forward (currents and scan in one pass) equals product then scan") {
   // Neuron counts around the kernel's tiles (2 vectors, 1, a half, single neurons), sample
-  // counts around its blocks of 4, with and without the readout, both resets.
+  // counts around its blocks of 8, with and without the readout, both resets.
   Index fired = 0, total = 0;
   for (Reset mode : {Reset::scale, Reset::subtract})
     for (Index n : {1, 3, 4, 7, 8, 12, 16, 21, 100})

@@ -7,7 +7,8 @@
 // own. With few inputs or outputs the products are cheap next to the traffic around them: the
 // zero fill and packing of Eigen's product, the write of the currents and the scan's read of
 // them back.
-// - forward_product_scan: each tile of currents (16 neurons by 4 samples of one step) is summed
+// - forward_product_scan: each tile of currents (a vector of neurons by 8 samples of one step:
+//   one load of weights per 8 multiply-adds, where 2 vectors by 4 samples took two) is summed
 //   in vector registers and scanned at once, so that only the outputs o_t are written
 //   (binary's 64 x 1024 chunk: 53 against 109 us for product plus scan), and a thin layer 2's
 //   currents are made from each column of outputs while it is in L1.
@@ -86,15 +87,16 @@ template <class Scalar, int bytes, int MR, int NB, Reset mode, bool readout>
   }
 }
 
-/// All n neurons of NB samples of one step: tiles of two target-width vectors, then one, then
-/// a half vector, then single neurons.
+/// All n neurons of NB samples of one step: tiles of two target-width vectors (for NB < 8),
+/// then one, then a half vector, then single neurons.
 template <class Scalar, int NB, Reset mode, bool readout>
 inline void product_scan_columns(const Scalar* W, Index n, Index F, const Scalar* e, const Scalar* bias, Scalar* v,
                                  Scalar* a, Scalar* r, const ScanConstants<Scalar>& k) {
   constexpr int bytes = thin_vector_bytes, L = bytes / int(sizeof(Scalar));
   Index h = 0;
-  for (; h + 2 * L <= n; h += 2 * L)
-    product_scan_tile<Scalar, bytes, 2, NB, mode, readout>(W + h, n, F, e, bias + h, v + h, a + h, r + h, k);
+  if constexpr (NB < 8)
+    for (; h + 2 * L <= n; h += 2 * L)
+      product_scan_tile<Scalar, bytes, 2, NB, mode, readout>(W + h, n, F, e, bias + h, v + h, a + h, r + h, k);
   for (; h + L <= n; h += L)
     product_scan_tile<Scalar, bytes, 1, NB, mode, readout>(W + h, n, F, e, bias + h, v + h, a + h, r + h, k);
   if constexpr (bytes > 16) {
@@ -155,7 +157,7 @@ template <class Scalar, Reset mode, int K2 = 0>
 void forward_product_scan(Scalar* A, const Scalar* W, Index n, Index F, const Scalar* E, const Scalar* bias,
                           Index steps, Index B, const ScanConstants<Scalar>& k, Scalar* V, Scalar* R, Index t_lo,
                           Index t_hi, const Scalar* W2T = nullptr, Scalar* A2 = nullptr, bool last_chunk = false) {
-  constexpr Index NB = 4;
+  constexpr Index NB = 8;
   const Index blocks = (B + NB - 1) / NB;
 #if defined(_OPENMP)
 #pragma omp parallel for schedule(static) if (blocks > 1 && n * F * B * steps > (Index(1) << 18))
