@@ -23,6 +23,11 @@
 #pragma once
 
 #include <algorithm>
+#include <type_traits>
+
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 #include "nmsnn/detail/parallel_gemm.hpp"
 #include "nmsnn/layers/spiking_layer.hpp"
@@ -40,6 +45,10 @@ inline constexpr Index fused_max_inputs = 64;
 template <class Scalar>
 struct ScanConstants {
   Scalar decay, threshold, penalty, kappa;
+  /// A layer's constants (kappa = penalty / threshold, the scale reset's factor).
+  static ScanConstants of(const NeuronOptions& o) {
+    return {Scalar(o.decay), Scalar(o.threshold), Scalar(o.penalty), Scalar(o.penalty) / Scalar(o.threshold)};
+  }
 };
 
 /// One tile: MR vectors of neurons (rows h .. h + MR * lanes) by NB samples of one step.
@@ -145,6 +154,54 @@ inline void thin_currents(const Scalar* __restrict W2T, Index n, const Scalar* _
   }
 }
 
+#if defined(__AVX__)
+/// thin_currents for 8 adjacent columns o (stride n) into out (stride K), floats with AVX:
+/// each column's vector sums as in thin_currents, then for each q the lanes of all 8 columns
+/// at once by a tree of horizontal adds (9 instructions for 8 sums), where thin_currents sums
+/// one column's lanes by a chain of scalar adds (iris's thin currents took as long as its
+/// product and scan together).
+template <int K>
+inline void thin_currents_8(const float* __restrict W2T, Index n, const float* __restrict o, float* __restrict out) {
+  typedef float vec __attribute__((vector_size(32)));
+  constexpr Index L = 8;
+  __m256 part[K][8];
+  Index hv = 0;
+  for (int c = 0; c < 8; ++c) {
+    const float* oc = o + c * n;
+    vec acc[2][K];
+    for (int q = 0; q < K; ++q) acc[0][q] = acc[1][q] = vec{};
+    Index h = 0;
+    for (; h + 2 * L <= n; h += 2 * L)
+      for (int i = 0; i < 2; ++i) {
+        vec x;
+        __builtin_memcpy(&x, oc + h + i * L, sizeof(vec));
+        for (int q = 0; q < K; ++q) {
+          vec w;
+          __builtin_memcpy(&w, W2T + q * n + h + i * L, sizeof(vec));
+          acc[i][q] += w * x;
+        }
+      }
+    hv = h;
+    for (int q = 0; q < K; ++q) part[q][c] = (__m256)(acc[0][q] + acc[1][q]);
+  }
+  for (int q = 0; q < K; ++q) {
+    const __m256* v = part[q];
+    const __m256 h0123 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    const __m256 h4567 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+    // Lane c of h0123 (c < 4) holds the low half's sum of column c, lane c + 4 its high half's.
+    const __m256 sums = _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20),
+                                      _mm256_permute2f128_ps(h0123, h4567, 0x31));
+    float s[8];
+    _mm256_storeu_ps(s, sums);
+    for (int c = 0; c < 8; ++c) {
+      float sum = s[c];
+      for (Index i = hv; i < n; ++i) sum += W2T[q * n + i] * o[c * n + i];
+      out[c * K + q] = sum;
+    }
+  }
+}
+#endif
+
 /// Forward of a layer with F inputs over `steps` steps of B samples: A (n x steps*B) gets o_t
 /// for the inputs E (F x steps*B, column t*B + b), with weights W (n x F) and bias; V (n x B)
 /// carries the state v in and out. When R (n x B) is given, v_t is added to it for t in
@@ -183,8 +240,16 @@ void forward_product_scan(Scalar* A, const Scalar* W, Index n, Index F, const Sc
         }
       }
       if constexpr (K2 > 0)
-        if (!(last_chunk && t == steps - 1))
+        if (!(last_chunk && t == steps - 1)) {
+#if defined(__AVX__)
+          if constexpr (std::is_same_v<Scalar, float> && NB == 8)
+            if (nb == NB) {
+              thin_currents_8<K2>(W2T, n, A + col * n, A2 + (col + B) * K2);
+              continue;
+            }
+#endif
           for (Index c = 0; c < nb; ++c) thin_currents<Scalar, K2>(W2T, n, A + (col + c) * n, A2 + (col + c + B) * K2);
+        }
     }
   }
 }

@@ -179,12 +179,10 @@ void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32
         encoder_.encode(Xb, ids, key, t0, steps, E);
 #if defined(NMSNN_FUSED_SCAN)
         if (fused) {
-          const NeuronOptions& o = layer.neuron();
-          const detail::ScanConstants<S> k{S(o.decay), S(o.threshold), S(o.penalty), S(o.penalty) / S(o.threshold)};
           const bool last = l == L - 1;
           detail::forward_product_scan_dispatch<S>(
-              o.reset, int(K2), a, layer.weights().data(), n, F, E.data(), layer.bias().data(), steps, B, k,
-              V[0].data(), last ? R.data() : nullptr, reducer_.first_state() - t0, reducer_.last_state() - t0,
+              layer.neuron().reset, int(K2), a, layer.weights().data(), n, F, E.data(), layer.bias().data(), steps, B,
+              detail::ScanConstants<S>::of(layer.neuron()), V[0].data(), last ? R.data() : nullptr, reducer_.first_state() - t0, reducer_.last_state() - t0,
               W2T.data(), K2 > 0 ? ws.outputs[1].data() + t0 * B * K2 : nullptr, t1 == T);
           continue;
         }
@@ -291,6 +289,16 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
   if (fused) W2T = layers_[1].weights().transpose();
   if (fused && dense_input && !transposed(0) && F <= detail::fused_max_thin) fused_inputs = int(F);
 #endif
+  // Layer 1's (dense) inputs at the chunk of `steps` steps from t0: the forward's draws when
+  // it kept them all, else drawn again into the chunk buffer.
+  auto layer1_inputs = [&](Index t0, Index steps) -> const S* {
+    S* e = ws_.encoded.data() + (reuse ? t0 * B * F : 0);
+    if (!reuse) {
+      auto E = detail::map(e, F, steps * B);
+      encoder_.encode(Xb, ids, key, t0, steps, E);
+    }
+    return e;
+  };
   for (Index t0 = (T - 1) / c * c; t0 >= 0; t0 -= c) {
     const Index steps = std::min(c, T - t0), t1 = t0 + steps;
     for (Index l = L - 1; l >= 0; --l) {
@@ -298,22 +306,13 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
       const Index n = layer.outputs(), in = layer.inputs();
       S* d = ws_.outputs[std::size_t(l)].data();  // o_t before this chunk's scan, dL/du_t after
       if (fused && l == 0) {
-        const S* e = nullptr;
-        if (dense_input) {
-          S* ep = ws_.encoded.data() + (reuse ? t0 * B * F : 0);
-          if (!reuse) {
-            auto E = detail::map(ep, F, steps * B);
-            encoder_.encode(Xb, ids, key, t0, steps, E);
-          }
-          e = ep;
-        }
+        const S* e = dense_input ? layer1_inputs(t0, steps) : nullptr;
 #if defined(NMSNN_FUSED_SCAN)
-        const NeuronOptions& o = layer.neuron();
+        const auto k = detail::ScanConstants<S>::of(layer.neuron());
         detail::backward_fused_dispatch<S>(
-            o.reset, int(K2), fused_inputs,
+            layer.neuron().reset, int(K2), fused_inputs,
             {d + t0 * B * n, n, steps, B, t1 == T, W2T.data(), ws_.outputs[1].data() + t0 * B * K2, dWT[1].data(), e,
-             layer.mutable_weight_gradient().data(), DN[0].data(), SU[0].data(), S(o.decay),
-             S(o.penalty) / S(o.threshold)});
+             layer.mutable_weight_gradient().data(), DN[0].data(), SU[0].data(), k.decay, k.kappa});
 #endif
         if (dense_input && fused_inputs == 0)
           accumulate_dW(0, detail::cmap(d + t0 * B * n, n, steps * B), detail::cmap(e, F, steps * B));
@@ -339,12 +338,7 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
                                   detail::cmap(d + (t0 + 1) * B * n, n, ng * B));
         if (ng < steps) detail::map(ws_.scratch.data() + ng * B * in, in, (steps - ng) * B).setZero();
       } else if (dense_input) {
-        S* e = ws_.encoded.data() + (reuse ? t0 * B * F : 0);
-        if (!reuse) {
-          auto E = detail::map(e, F, steps * B);
-          encoder_.encode(Xb, ids, key, t0, steps, E);
-        }
-        accumulate_dW(0, dU, detail::cmap(e, F, steps * B));
+        accumulate_dW(0, dU, detail::cmap(layer1_inputs(t0, steps), F, steps * B));
       }
     }
   }
