@@ -123,15 +123,15 @@ inline void product_scan_columns(const Scalar* W, Index n, Index F, const Scalar
     }
 }
 
-/// The currents of a thin next layer (K <= 4 neurons) from one column o of this layer's
-/// outputs: out[q] = sum_h W2T(h, q) o[h] (W2T: n x K, the next layer's weights transposed),
-/// in two interleaved vector sums per q, then the lanes, then the neurons after the last
-/// vector.
-template <class Scalar, int K>
-inline void thin_currents(const Scalar* __restrict W2T, Index n, const Scalar* __restrict o,
-                          Scalar* __restrict out) {
-  constexpr int bytes = thin_vector_bytes, L = bytes / int(sizeof(Scalar));
+/// The vector sums of thin_currents for one column o: lanes q * L .. q * L + L - 1 of `sums`
+/// (L lanes of `bytes`, not yet added) sum W2T(h, q) o[h] over the neurons of whole pairs of
+/// vectors, in two interleaved sums. Returns the first neuron not covered. (The vector type
+/// stays inside: nvcc drops the vector attribute from a template type argument.)
+template <class Scalar, int bytes, int K>
+[[gnu::always_inline]] inline Index thin_vector_sums(const Scalar* __restrict W2T, Index n, const Scalar* __restrict o,
+                                                     Scalar* __restrict sums) {
   typedef Scalar vec __attribute__((vector_size(bytes)));
+  constexpr Index L = Index(bytes / int(sizeof(Scalar)));
   vec acc[2][K];
   for (int q = 0; q < K; ++q) acc[0][q] = acc[1][q] = vec{};
   Index h = 0;
@@ -147,8 +147,24 @@ inline void thin_currents(const Scalar* __restrict W2T, Index n, const Scalar* _
     }
   for (int q = 0; q < K; ++q) {
     const vec a = acc[0][q] + acc[1][q];
+    __builtin_memcpy(sums + q * L, &a, sizeof(vec));
+  }
+  return h;
+}
+
+/// The currents of a thin next layer (K <= 4 neurons) from one column o of this layer's
+/// outputs: out[q] = sum_h W2T(h, q) o[h] (W2T: n x K, the next layer's weights transposed),
+/// in two interleaved vector sums per q, then the lanes, then the neurons after the last
+/// pair of vectors.
+template <class Scalar, int K>
+inline void thin_currents(const Scalar* __restrict W2T, Index n, const Scalar* __restrict o,
+                          Scalar* __restrict out) {
+  constexpr int bytes = thin_vector_bytes, L = bytes / int(sizeof(Scalar));
+  Scalar sums[K * L];
+  const Index h = thin_vector_sums<Scalar, bytes, K>(W2T, n, o, sums);
+  for (int q = 0; q < K; ++q) {
     Scalar sum = 0;
-    for (int l = 0; l < L; ++l) sum += a[l];
+    for (int l = 0; l < L; ++l) sum += sums[q * L + l];
     for (Index i = h; i < n; ++i) sum += W2T[q * n + i] * o[i];
     out[q] = sum;
   }
@@ -162,27 +178,12 @@ inline void thin_currents(const Scalar* __restrict W2T, Index n, const Scalar* _
 /// product and scan together).
 template <int K>
 inline void thin_currents_8(const float* __restrict W2T, Index n, const float* __restrict o, float* __restrict out) {
-  typedef float vec __attribute__((vector_size(32)));
-  constexpr Index L = 8;
   __m256 part[K][8];
   Index hv = 0;
   for (int c = 0; c < 8; ++c) {
-    const float* oc = o + c * n;
-    vec acc[2][K];
-    for (int q = 0; q < K; ++q) acc[0][q] = acc[1][q] = vec{};
-    Index h = 0;
-    for (; h + 2 * L <= n; h += 2 * L)
-      for (int i = 0; i < 2; ++i) {
-        vec x;
-        __builtin_memcpy(&x, oc + h + i * L, sizeof(vec));
-        for (int q = 0; q < K; ++q) {
-          vec w;
-          __builtin_memcpy(&w, W2T + q * n + h + i * L, sizeof(vec));
-          acc[i][q] += w * x;
-        }
-      }
-    hv = h;
-    for (int q = 0; q < K; ++q) part[q][c] = (__m256)(acc[0][q] + acc[1][q]);
+    float sums[K * 8];
+    hv = thin_vector_sums<float, 32, K>(W2T, n, o + c * n, sums);
+    for (int q = 0; q < K; ++q) part[q][c] = _mm256_loadu_ps(sums + q * 8);
   }
   for (int q = 0; q < K; ++q) {
     const __m256* v = part[q];
