@@ -169,16 +169,20 @@ TEST_CASE("rate-encoder gradients equal finite differences on the dense and the 
   // Chunk bytes 0: T = 10 steps in one chunk, backward reuses the forward's draws; 1: chunks
   // of 4, 4 and 2 steps, backward draws the masks again.
   // 12 inputs and hidden layers of 9 and 7 go through Eigen's products; 3 inputs and a
-  // hidden layer of 3 through the engine's kernels for layers with few inputs or outputs.
-  for (const Index F : {Index(12), Index(3)})
+  // hidden layer of 3 through the engine's kernels for layers with few inputs or outputs; 12
+  // inputs and one hidden layer of 9 through the fused layer-1 kernels (forward, and backward
+  // below the 3 outputs).
+  const std::vector<std::pair<Index, std::vector<Index>>> shapes{{12, {9, 7}}, {3, {9, 3}}, {12, {9}}};
+  for (const auto& shape : shapes)
   for (std::size_t chunk_bytes : {std::size_t(0), std::size_t(1)})
   for (double zero_fraction : {0.0, 0.75}) {
+    const Index F = shape.first;
+    const std::vector<Index>& hidden = shape.second;
     const test::EngineChunkBytes chunks(chunk_bytes);
     using Net = SpikingNetwork<MulticlassClassification, double>;
     double worst = 1;
     for (std::uint64_t seed = 1; seed < 400 && worst > 1e-6; ++seed) {
-      Net net({.inputs = F, .outputs = 3, .hidden = {9, F == 3 ? 3 : 7}, .time_steps = 10, .begin_eval = 1,
-               .seed = seed});
+      Net net({.inputs = F, .outputs = 3, .hidden = hidden, .time_steps = 10, .begin_eval = 1, .seed = seed});
       for (Index l = 0; l < net.num_layers(); ++l) net.layer(l).set_weights(net.layer(l).weights() * 3.0);
       CounterRng rng(seed, RandomDomain::split, 3);
       Matrix<double> Xb(F, 4);  // engine layout: features x samples
@@ -223,7 +227,7 @@ TEST_CASE("rate-encoder gradients equal finite differences on the dense and the 
         net.layer(l).set_weights(W);
         worst = std::max(worst, test::max_rel_error(net.layer(l).weight_gradient(), numeric, 1e-3));
       }
-      std::cout << "rate encoder, " << F << " inputs, chunk bytes " << chunk_bytes << ", zero fraction " << zero_fraction << ": seed " << seed << ", margin " << margin
+      std::cout << "rate encoder, " << F << " inputs, " << hidden.size() << " hidden layers, chunk bytes " << chunk_bytes << ", zero fraction " << zero_fraction << ": seed " << seed << ", margin " << margin
                 << ", worst rel. error " << worst << "\n";
     }
     CHECK(worst <= 1e-6);
