@@ -182,8 +182,9 @@ void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32
           const bool last = l == L - 1;
           detail::forward_product_scan_dispatch<S>(
               layer.neuron().reset, int(K2), a, layer.weights().data(), n, F, E.data(), layer.bias().data(), steps, B,
-              detail::ScanConstants<S>::of(layer.neuron()), V[0].data(), last ? R.data() : nullptr, reducer_.first_state() - t0, reducer_.last_state() - t0,
-              W2T.data(), K2 > 0 ? ws.outputs[1].data() + t0 * B * K2 : nullptr, t1 == T);
+              detail::ScanConstants<S>::of(layer.neuron()), V[0].data(), last ? R.data() : nullptr,
+              reducer_.first_state() - t0, reducer_.last_state() - t0, W2T.data(),
+              K2 > 0 ? ws.outputs[1].data() + t0 * B * K2 : nullptr, t1 == T);
           continue;
         }
 #endif
