@@ -1,23 +1,8 @@
 // The engine's own kernels (nmsnn/detail): the thin and tiled products and the fused layer-1
 // passes, against products and MODEL.md's equations computed in double. Built twice: for the
 // default target and, as test_kernels_avx2, with AVX2 and FMA (the width and the kernels a
-// -march=native build takes), which skips with exit code 77 on a CPU without them.
-#if defined(NMSNN_TEST_REQUIRE_AVX2)
-#include <cstdio>
-#include <cstdlib>
-namespace {
-// Runs before any test (and before Catch's main): this file's code uses AVX2 and FMA.
-const bool cpu_checked = [] {
-  __builtin_cpu_init();
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
-    std::puts("test_kernels_avx2: this CPU has no AVX2 or FMA: skipped");
-    std::exit(77);
-  }
-  return true;
-}();
-}  // namespace
-#endif
-
+// -march=native build takes), which skips with exit code 77 on a CPU without them
+// (require_avx2.cpp).
 #include <catch2/catch.hpp>
 
 #include <nmsnn/nmsnn.hpp>
