@@ -2,17 +2,24 @@
 # Runs nmsnn-bench and the PyTorch reference (pynmsnn_reference.py, Debian's python3-torch)
 # side by side on the same workloads, alternating the two, and prints the ratios.
 #
-#   benchmarks/compare.sh [--bench PATH] [--ref PATH] [--threads "1 2"] [--batches K] [WORKLOAD...]
+#   benchmarks/compare.sh [--bench PATH] [--ref PATH] [--threads "1 2"] [--batches K] [--rounds R]
+#                         [WORKLOAD...]
 #
 # Defaults: the bench at build-bench/benchmarks/nmsnn-bench (configure with -DNMSNN_NATIVE=ON),
-# the reference at ../shared/anchors/pynmsnn_reference.py, threads "1", batches 5, and the
-# workloads binary iris regression mnist binary_noisy.
+# the reference at ../shared/anchors/pynmsnn_reference.py, threads "1", batches 5, rounds 3,
+# and the workloads binary iris regression mnist binary_noisy.
+#
+# Each round runs the reference, then nmsnn (fresh processes, each timing the median of K
+# steps); a row shows the median over the rounds of each side's time, and its largest peak
+# memory. On a shared machine one process's K steps can fall into a slow moment; the rounds,
+# spread over the run and alternating, keep one such moment from deciding a ratio.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 bench=$here/build-bench/benchmarks/nmsnn-bench
 ref=$here/../shared/anchors/pynmsnn_reference.py
 threads="1"
 batches=5
+rounds=3
 workloads=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -20,7 +27,8 @@ while [ $# -gt 0 ]; do
     --ref) ref=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --batches) batches=$2; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) workloads+=("$1"); shift ;;
   esac
 done
@@ -28,21 +36,29 @@ done
 [ -x "$bench" ] || { echo "compare.sh: no bench at $bench (build with -DNMSNN_BUILD_BENCHMARKS=ON)" >&2; exit 2; }
 [ -f "$ref" ] || { echo "compare.sh: no reference at $ref" >&2; exit 2; }
 
-field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+[ "$rounds" -ge 1 ] 2>/dev/null || { echo "compare.sh: --rounds must be a number >= 1" >&2; exit 2; }
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "rounds: $rounds, batches: $batches (a row: the median over the rounds of each side's median step)"
 printf '%-14s %7s %12s %12s %8s %10s %10s %8s\n' workload threads ref_s/batch nmsnn_s/batch speedup ref_MiB nmsnn_MiB mem_ratio
 for w in "${workloads[@]}"; do
   for t in $threads; do
-    # Alternate: reference, nmsnn (each a fresh process; medians over K steps inside each).
-    r=$(/usr/bin/python3 "$ref" "$w" --threads "$t" --batches "$batches")
-    n=$("$bench" "$w" --threads "$t" --batches "$batches")
-    echo "# ref:   $r"
-    echo "# nmsnn: $n"
-    rs=$(field "$r" sec_per_batch); ns=$(field "$n" sec_per_batch)
-    rm=$(field "$r" peak_rss_mib); nm=$(field "$n" peak_rss_mib)
-    python3 - "$w" "$t" "$rs" "$ns" "$rm" "$nm" <<'PY'
-import sys
-w, t, rs, ns, rm, nm = sys.argv[1], sys.argv[2], *map(float, sys.argv[3:])
+    lines=()
+    for ((i = 0; i < rounds; ++i)); do
+      # Alternate: reference, nmsnn (each a fresh process; medians over K steps inside each).
+      r=$(/usr/bin/python3 "$ref" "$w" --threads "$t" --batches "$batches")
+      n=$("$bench" "$w" --threads "$t" --batches "$batches")
+      echo "# ref:   $r"
+      echo "# nmsnn: $n"
+      lines+=("$r" "$n")
+    done
+    python3 - "$w" "$t" "${lines[@]}" <<'PY'
+import json, statistics, sys
+w, t, rows = sys.argv[1], sys.argv[2], [json.loads(x) for x in sys.argv[3:]]
+ref, ours = rows[0::2], rows[1::2]
+rs = statistics.median(r["sec_per_batch"] for r in ref)
+ns = statistics.median(r["sec_per_batch"] for r in ours)
+rm = max(r["peak_rss_mib"] for r in ref)
+nm = max(r["peak_rss_mib"] for r in ours)
 print(f"{w:<14} {t:>7} {rs:>12.5f} {ns:>12.5f} {rs/ns:>7.1f}x {rm:>10.1f} {nm:>10.1f} {rm/nm:>7.1f}x")
 PY
   done
