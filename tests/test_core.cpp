@@ -59,32 +59,6 @@ TEST_CASE("the rate encoder's masks depend only on (seed, stream, sample, step, 
   CHECK((other - all).cwiseAbs().maxCoeff() > 0.01f);
 }
 
-TEST_CASE("a batch's encoded inputs are the scalar generator's draws, for any feature count") {
-  // encode() has two layouts of the generator's lanes (eight features of one sample, or eight
-  // adjacent positions of the step's block when F is small and not a multiple of 8); both
-  // must give draw(sample, step, feature) * x, from any first step (also mid-group).
-  for (Index F : {1, 3, 4, 11, 20, 64, 70}) {
-    const Index B = 5, t0 = 2, steps = 7;
-    const Eigen::MatrixXf x = Eigen::MatrixXf::Random(F, B);
-    const std::uint32_t ids[5] = {40, 3, 17, 8, 99};
-    for (Encoding kind : {Encoding::rate, Encoding::bernoulli}) {
-      InputEncoder<float> enc(kind);
-      Matrix<float> S(F, steps * B);
-      enc.encode(x, ids, {5, 2}, t0, steps, S);
-      Index wrong = 0;
-      for (Index t = 0; t < steps; ++t)
-        for (Index b = 0; b < B; ++b)
-          for (Index f = 0; f < F; ++f) {
-            const float u = InputEncoder<float>::draw({5, 2}, ids[b], std::uint32_t(t0 + t), f);
-            const float want = kind == Encoding::rate ? u * x(f, b) : (u < std::clamp(x(f, b), 0.0f, 1.0f) ? 1.0f : 0.0f);
-            wrong += S(f, t * B + b) != want;
-          }
-      INFO("F " << F << " kind " << int(kind));
-      CHECK(wrong == 0);
-    }
-  }
-}
-
 TEST_CASE("the Bernoulli encoder fires with probability clamp(x, 0, 1) and Direct repeats x") {
   InputEncoder<double> enc(Encoding::bernoulli);
   Eigen::MatrixXd x(4, 1);

@@ -9,6 +9,52 @@
 
 using namespace nmsnn;
 
+TEST_CASE("a batch's encoded inputs are the scalar generator's draws, for any feature count") {
+  // encode() has two layouts of the generator's lanes (eight features of one sample, or eight
+  // adjacent positions of the step's block when F is small and not a multiple of 8); both
+  // must give draw(sample, step, feature) * x, from any first step (also mid-group).
+  for (Index F : {1, 3, 4, 11, 20, 64, 70}) {
+    const Index B = 5, t0 = 2, steps = 7;
+    const Eigen::MatrixXf x = Eigen::MatrixXf::Random(F, B);
+    const std::uint32_t ids[5] = {40, 3, 17, 8, 99};
+    for (Encoding kind : {Encoding::rate, Encoding::bernoulli}) {
+      InputEncoder<float> enc(kind);
+      Matrix<float> S(F, steps * B);
+      enc.encode(x, ids, {5, 2}, t0, steps, S);
+      Index wrong = 0;
+      for (Index t = 0; t < steps; ++t)
+        for (Index b = 0; b < B; ++b)
+          for (Index f = 0; f < F; ++f) {
+            const float u = InputEncoder<float>::draw({5, 2}, ids[b], std::uint32_t(t0 + t), f);
+            const float want = kind == Encoding::rate ? u * x(f, b) : (u < std::clamp(x(f, b), 0.0f, 1.0f) ? 1.0f : 0.0f);
+            wrong += S(f, t * B + b) != want;
+          }
+      INFO("F " << F << " kind " << int(kind));
+      CHECK(wrong == 0);
+    }
+  }
+}
+
+TEST_CASE("one sample's encoded chosen features are the scalar generator's draws") {
+  // The sparse path's call: the features given by index (16, two groups of eight, and 5),
+  // from a first step in the middle of a group of four.
+  const std::uint32_t features[21] = {0, 3, 7, 8, 20, 21, 22, 100, 101, 103, 200, 300, 301, 302, 999, 1000,
+                                      1001, 4000, 4001, 4002, 70000};
+  Eigen::VectorXf x = Eigen::VectorXf::Random(21);
+  const InputEncoder<float> enc(Encoding::rate);
+  for (Index nf : {16, 21}) {
+    const Index t0 = 3, steps = 6;
+    Matrix<float> S = Matrix<float>::Constant(nf, steps, -1.0f);
+    enc.encode_sample(x.data(), features, nf, 77, {9, 4}, t0, steps, S.data(), nf);
+    Index wrong = 0;
+    for (Index t = 0; t < steps; ++t)
+      for (Index i = 0; i < nf; ++i)
+        wrong += S(i, t) != InputEncoder<float>::draw({9, 4}, 77, std::uint32_t(t0 + t), features[i]) * x(i);
+    INFO("nf " << nf);
+    CHECK(wrong == 0);
+  }
+}
+
 TEST_CASE("the engine's product kernels equal the products, computed in double") {
   // gemm_tn_thin (own kernel for 1..4 rows, Eigen beyond), gemm_nt_acc (one block or split
   // over columns), fill_columns; on strided maps, as the engine calls them.

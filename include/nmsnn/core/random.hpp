@@ -40,16 +40,15 @@ struct Philox4x32 {
 /// and double networks see the same masks.
 inline constexpr float uniform01_24(std::uint32_t r) { return float(r >> 8) * 0x1.0p-24f; }
 
-/// Uniform floats in [0, 1) for eight counters {c0, c1[j], c2[j], c3}, j < 8, that differ in
-/// their second and third words: out[w][j] = uniform01_24(word w of Philox(key, counter j)).
-/// With AVX2 the eight lanes run in vector registers; the bits are the same either way.
-inline void philox_uniform_8x4(std::uint32_t c0, const std::uint32_t (&c1)[8], const std::uint32_t (&c2)[8],
-                               std::uint32_t c3, Philox4x32::Key k, float (&out)[4][8]) {
 #if defined(__AVX2__)
+/// philox_uniform_8x4 (below) with the counters' second and third words in vector registers
+/// and the floats returned in them: out[w] lane j = word w of Philox(key, counter j). (Callers
+/// that make their counters in registers avoid a vector load of words just stored one by one,
+/// which the CPU cannot forward from the stores: a stall per call.)
+inline void philox_uniform_8x4(std::uint32_t c0, __m256i x1, __m256i x2, std::uint32_t c3, Philox4x32::Key k,
+                               __m256 (&out)[4]) {
   const __m256i m0 = _mm256_set1_epi64x(Philox4x32::M0), m1 = _mm256_set1_epi64x(Philox4x32::M1);
   __m256i x0 = _mm256_set1_epi32(int(c0));
-  __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c1));
-  __m256i x2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c2));
   __m256i x3 = _mm256_set1_epi32(int(c3));
   for (int round = 0; round < 10; ++round) {
     // 32x32 -> 64-bit products of the even and odd lanes, split into hi and lo words.
@@ -67,10 +66,23 @@ inline void philox_uniform_8x4(std::uint32_t c0, const std::uint32_t (&c1)[8], c
     k[1] += Philox4x32::W1;
   }
   const __m256 scale = _mm256_set1_ps(0x1.0p-24f);
-  _mm256_storeu_ps(out[0], _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(x0, 8)), scale));
-  _mm256_storeu_ps(out[1], _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(x1, 8)), scale));
-  _mm256_storeu_ps(out[2], _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(x2, 8)), scale));
-  _mm256_storeu_ps(out[3], _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(x3, 8)), scale));
+  out[0] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(x0, 8)), scale);
+  out[1] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(x1, 8)), scale);
+  out[2] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(x2, 8)), scale);
+  out[3] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(x3, 8)), scale);
+}
+#endif
+
+/// Uniform floats in [0, 1) for eight counters {c0, c1[j], c2[j], c3}, j < 8, that differ in
+/// their second and third words: out[w][j] = uniform01_24(word w of Philox(key, counter j)).
+/// With AVX2 the eight lanes run in vector registers; the bits are the same either way.
+inline void philox_uniform_8x4(std::uint32_t c0, const std::uint32_t (&c1)[8], const std::uint32_t (&c2)[8],
+                               std::uint32_t c3, Philox4x32::Key k, float (&out)[4][8]) {
+#if defined(__AVX2__)
+  __m256 u[4];
+  philox_uniform_8x4(c0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c1)),
+                     _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c2)), c3, k, u);
+  for (int w = 0; w < 4; ++w) _mm256_storeu_ps(out[w], u[w]);
 #else
   for (int j = 0; j < 8; ++j) {
     const auto r = Philox4x32::generate({c0, c1[j], c2[j], c3}, k);

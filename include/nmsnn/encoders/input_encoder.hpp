@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "nmsnn/core/config.hpp"
 #include "nmsnn/core/errors.hpp"
@@ -153,6 +154,27 @@ class InputEncoder {
     const Index t1 = t0 + steps;
     for (Index i0 = 0; i0 < nf; i0 += N) {
       const int m = int(std::min<Index>(N, nf - i0));
+#if defined(__AVX2__)
+      if constexpr (std::is_same_v<Scalar, float> && !transposed)
+        if (kind_ == Encoding::rate && m == N) {
+          // Counters and inputs straight into registers (see philox_uniform_8x4); with the
+          // four steps of a chunk, one call per group: the per-sample path's draws took 1.46
+          // ns each against 0.88 on the grouped path.
+          const __m256i fv = features ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(features + i0))
+                                      : _mm256_add_epi32(_mm256_set1_epi32(int(i0)),
+                                                         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+          const __m256 xv = _mm256_loadu_ps(xs + i0);
+          for (Index tb = t0 >> 2; (tb << 2) < t1; ++tb) {
+            __m256 u[4];
+            philox_uniform_8x4(std::uint32_t(tb), fv, _mm256_set1_epi32(int(sample)), key.stream, pkey, u);
+            for (int s = 0; s < 4; ++s) {
+              const Index t = (tb << 2) + s;
+              if (t >= t0 && t < t1) _mm256_storeu_ps(out + i0 + (t - t0) * ld, _mm256_mul_ps(u[s], xv));
+            }
+          }
+          continue;
+        }
+#endif
       // Per-group set-up without a variable-length copy (which becomes a slow `rep movs`;
       // with chunks of four steps a group draws only 32 numbers).
       Scalar x[N], hi[N];  // hi = clamp(x, 0, 1): the Bernoulli encoder's firing probability
