@@ -125,7 +125,8 @@ inline void product_scan_columns(const Scalar* W, Index n, Index F, const Scalar
 
 /// The vector sums of thin_currents for one column o: lanes q * L .. q * L + L - 1 of `sums`
 /// (L lanes of `bytes`, not yet added) sum W2T(h, q) o[h] over the neurons of whole pairs of
-/// vectors, in two interleaved sums. Returns the first neuron not covered. (The vector type
+/// vectors, in two interleaved sums, and (floats with AVX) of one half vector after them.
+/// Returns the first neuron not covered. (The vector type
 /// stays inside: nvcc drops the vector attribute from a template type argument.)
 template <class Scalar, int bytes, int K>
 [[gnu::always_inline]] inline Index thin_vector_sums(const Scalar* __restrict W2T, Index n, const Scalar* __restrict o,
@@ -145,6 +146,16 @@ template <class Scalar, int bytes, int K>
         acc[i][q] += w * x;
       }
     }
+#if defined(__AVX__)
+  if constexpr (bytes == 32 && std::is_same_v<Scalar, float>)
+    if (h + 4 <= n) {
+      // Then one half vector (iris: neurons 96..99 of 100) in the low lanes, the upper ones
+      // zero (a 16-byte load zero-extends), where the callers' scalar tails were slower.
+      const vec x = (vec)_mm256_zextps128_ps256(_mm_loadu_ps(o + h));
+      for (int q = 0; q < K; ++q) acc[0][q] += (vec)_mm256_zextps128_ps256(_mm_loadu_ps(W2T + q * n + h)) * x;
+      h += 4;
+    }
+#endif
   for (int q = 0; q < K; ++q) {
     const vec a = acc[0][q] + acc[1][q];
     __builtin_memcpy(sums + q * L, &a, sizeof(vec));
