@@ -308,31 +308,36 @@ inline void backward_fused_rows(const FusedBackward<Scalar>& p, Index h, Index b
   for (int f = 0; f < (F > 0 ? F : 1); ++f) a1[f] = vec{};
   // The sums a2, a1 and su (of du) stay in registers. The gate enters as a mask:
   // x & [o > 0] is x g for g in {0, 1} (up to the sign of zero).
-  for (Index t = steps - 1; t >= 0; --t) {
-    const bool has_next = !(last_chunk && t == steps - 1);  // du2 of a next step exists
-    for (Index b = b0; b < b1; ++b) {
-      const Index j = t * B + b;
-      Scalar* d = D + j * n;
-      vec o, dn;
-      __builtin_memcpy(&o, d, sizeof(vec));
-      __builtin_memcpy(&dn, DN + b * n, sizeof(vec));
-      const auto fired = o > Scalar(0);
-      using mask = decltype(fired);
-      const vec dv = dn * decay;
-      vec du = dv - (vec)((mask)(mode == Reset::scale ? kappa * dv : dv) & fired);
-      if (has_next) {
-        const Scalar* u2 = D2 + (j + B) * K;
-        vec go = w2[0] * u2[0];
-        for (int k = 1; k < K; ++k) go += w2[k] * u2[k];
-        du += (vec)((mask)go & fired);
-        for (int k = 0; k < K; ++k) a2[k] += o * u2[k];
-      }
-      su += du;
-      if constexpr (F == 0) __builtin_memcpy(d, &du, sizeof(vec));  // else no one reads du_t
-      __builtin_memcpy(DN + b * n, &du, sizeof(vec));
-      if constexpr (F > 0)
-        for (int f = 0; f < F; ++f) a1[f] += du * E[j * F + f];
+  // One sample at step t; `next` (std::true_type or false_type): whether du2 of a next step
+  // exists, fixed per step so that the loop over samples has no branch.
+  auto sample = [&](Index t, Index b, auto next) {
+    const Index j = t * B + b;
+    Scalar* d = D + j * n;
+    vec o, dn;
+    __builtin_memcpy(&o, d, sizeof(vec));
+    __builtin_memcpy(&dn, DN + b * n, sizeof(vec));
+    const auto fired = o > Scalar(0);
+    using mask = decltype(fired);
+    const vec dv = dn * decay;
+    vec du = dv - (vec)((mask)(mode == Reset::scale ? kappa * dv : dv) & fired);
+    if constexpr (decltype(next)::value) {
+      const Scalar* u2 = D2 + (j + B) * K;
+      vec go = w2[0] * u2[0];
+      for (int k = 1; k < K; ++k) go += w2[k] * u2[k];
+      du += (vec)((mask)go & fired);
+      for (int k = 0; k < K; ++k) a2[k] += o * u2[k];
     }
+    su += du;
+    if constexpr (F == 0) __builtin_memcpy(d, &du, sizeof(vec));  // else no one reads du_t
+    __builtin_memcpy(DN + b * n, &du, sizeof(vec));
+    if constexpr (F > 0)
+      for (int f = 0; f < F; ++f) a1[f] += du * E[j * F + f];
+  };
+  for (Index t = steps - 1; t >= 0; --t) {
+    if (last_chunk && t == steps - 1)  // the last step: no next one
+      for (Index b = b0; b < b1; ++b) sample(t, b, std::false_type{});
+    else
+      for (Index b = b0; b < b1; ++b) sample(t, b, std::true_type{});
   }
   auto add_to = [](Scalar* c, const vec& x) {
     vec y;
