@@ -77,13 +77,16 @@ template <class Scalar, int bytes, int MR, int NB, Reset mode, bool readout>
       vec vo;
       __builtin_memcpy(&vo, vp, sizeof(vec));
       const vec u = (acc[c][m] + b) + vo * k.decay;
-      const vec g = __builtin_convertvector(-(u > k.threshold), vec);  // 1 where fired, else 0
-      const vec o = (u - k.threshold) * g;
+      // The gate as a mask: x & fired is x g for g in {0, 1} (up to the sign of zero), one
+      // instruction where x * g took a conversion of the comparison and a product.
+      const auto fired = u > k.threshold;
+      using mask = decltype(fired);
+      const vec o = (vec)((mask)(u - k.threshold) & fired);
       vec vn;
       if constexpr (mode == Reset::scale)
-        vn = u - (k.kappa * u) * g;
+        vn = u - (vec)((mask)(k.kappa * u) & fired);
       else
-        vn = u - (k.penalty + o) * g;
+        vn = u - (vec)((mask)(k.penalty + o) & fired);
       __builtin_memcpy(a + c * n + m * L, &o, sizeof(vec));
       __builtin_memcpy(vp, &vn, sizeof(vec));
       if constexpr (readout) {
