@@ -10,8 +10,9 @@
 # and the workloads binary iris regression mnist binary_noisy.
 #
 # Each round runs the reference, then nmsnn (fresh processes, each timing the median of K
-# steps); a row shows the median over the rounds of each side's time, and its largest peak
-# memory. On a shared machine one process's K steps can fall into a slow moment; the rounds,
+# steps; nmsnn-bench times more while its timed steps add up to under 0.25 s, see its
+# --min-time); a row shows the median over the rounds of each side's time, and its largest
+# peak memory. On a shared machine one process's K steps can fall into a slow moment; the rounds,
 # spread over the run and alternating, keep one such moment from deciding a ratio.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
     --threads) threads=$2; shift 2 ;;
     --batches) batches=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) workloads+=("$1"); shift ;;
   esac
 done

@@ -1,14 +1,15 @@
 // nmsnn-bench — training-step timings on the workloads of the PyTorch reference
 // (shared/anchors/pynmsnn_reference.py), with the same interface and output:
 //
-//   nmsnn-bench WORKLOAD [--threads N] [--batches K] [--chunk-bytes N] [--device cpu|cuda]
+//   nmsnn-bench WORKLOAD [--threads N] [--batches K] [--min-time S] [--chunk-bytes N] [--device cpu|cuda]
 //
 // --device cuda (spiking workloads; the program built with NMSNN_CUDA=ON, nmsnn-bench-cuda)
 // runs the training passes on the GPU engine of nmsnn/cuda.hpp.
 //
 // WORKLOAD: binary, binary_noisy, iris, mnist, regression, and each with _mlp (the dense
 // network of the same width: Linear, ReLU, Linear, T = 1). Prints one JSON line:
-// workload, threads, batch, T, sec_per_batch (median of K timed steps after one warm-up),
+// workload, threads, batch, T, sec_per_batch (median of the timed steps after one warm-up: K of
+// them, and more while they add up to less than S seconds, 0.25 by default; timed_steps says how many),
 // sample_steps_per_s, peak_rss_mib, and gflops (arithmetic actually performed per second),
 // dense_equivalent_gflops (the dense model's arithmetic per second), input_density and
 // sparse_input_path, density (fraction of hidden outputs > 0, i.e. spikes), generator_share
@@ -68,7 +69,7 @@ Net make_net(const Workload& w) {
 }
 
 template <class Net, class Opt>
-int run(const std::string& name, const Workload& w, Opt& opt, int threads, int batches) {
+int run(const std::string& name, const Workload& w, Opt& opt, int threads, int batches, double min_seconds) {
   constexpr bool spiking = requires(Net n) { n.time_steps(); };
   Net net = make_net<Net>(w);
   if (use_cuda) {
@@ -100,13 +101,21 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
   std::vector<std::uint32_t> ids(std::size_t(w.batch));
   for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = std::uint32_t(i);
 
+  // K timed steps after one warm-up, and more while the timed ones add up to less than
+  // min_seconds: a fast step's median then spans that much of the machine's time (as the
+  // reference's K steps of 30 ms and more do), not a few milliseconds that one busy moment
+  // of a shared machine can fill.
   std::vector<double> times;
-  for (int i = 0; i <= batches; ++i) {
+  double timed = 0;
+  for (int i = 0; i <= batches || (timed < min_seconds && i < 1000000); ++i) {
     const double t0 = now();
     const double loss = net.train_batch(Xb, Yb, ids.data(), net.next_stream());
     const auto params = net.parameters();
     nmsnn::detail::guarded_step<float>(std::span<const nmsnn::Parameter<float>>(params), opt, loss, "bench");
-    if (i > 0) times.push_back(now() - t0);
+    if (i > 0) {
+      times.push_back(now() - t0);
+      timed += times.back();
+    }
   }
   std::sort(times.begin(), times.end());
   const double med = times[times.size() / 2];
@@ -130,9 +139,10 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
   if constexpr (!spiking) {
     const double flops = 2.0 * 3.0 * double(net.macs_per_sample()) * double(w.batch);
     std::printf("{\"workload\": \"%s\", \"device\": \"cpu\", \"threads\": %d, \"batch\": %ld, \"T\": 1, "
-                "\"sec_per_batch\": %.6f, \"sample_steps_per_s\": %.1f, \"peak_rss_mib\": %.1f, \"gflops\": %.2f}\n",
+                "\"sec_per_batch\": %.6f, \"sample_steps_per_s\": %.1f, \"peak_rss_mib\": %.1f, \"gflops\": %.2f, "
+                "\"timed_steps\": %zu}\n",
                 name.c_str(), threads, long(w.batch), med, double(w.batch) / med, double(ru.ru_maxrss) / 1024.0,
-                flops / med * 1e-9);
+                flops / med * 1e-9, times.size());
     return 0;
   } else {
 
@@ -190,10 +200,10 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
       "{\"workload\": \"%s\", \"device\": \"cpu\", \"threads\": %d, \"batch\": %ld, \"T\": %ld, "
       "\"sec_per_batch\": %.5f, \"sample_steps_per_s\": %.1f, \"peak_rss_mib\": %.1f, "
       "\"gflops\": %.2f, \"dense_equivalent_gflops\": %.2f, \"input_density\": %.4f, "
-      "\"sparse_input_path\": %s, \"density\": %.4f, \"generator_share\": %.3f}\n",
+      "\"sparse_input_path\": %s, \"density\": %.4f, \"generator_share\": %.3f, \"timed_steps\": %zu}\n",
       name.c_str(), threads, long(w.batch), long(w.T), med, double(w.batch * w.T) / med,
       double(ru.ru_maxrss) / 1024.0, flops / med * 1e-9, dense_flops / med * 1e-9,
-      nnz / double(Xb.size()), sparse ? "true" : "false", density, gen);
+      nnz / double(Xb.size()), sparse ? "true" : "false", density, gen, times.size());
   return 0;
   }
 }
@@ -202,16 +212,19 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
 
 int main(int argc, char** argv) try {
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0) {
-    std::cerr << "usage: nmsnn-bench WORKLOAD [--threads N] [--batches K] [--chunk-bytes N] [--device cpu|cuda]\n"
+    std::cerr << "usage: nmsnn-bench WORKLOAD [--threads N] [--batches K] [--min-time S] [--chunk-bytes N]\n"
+                 "                   [--device cpu|cuda]\n"
                  "WORKLOAD: binary, binary_noisy, iris, mnist, regression, each also with _mlp;\n"
                  "          gemm (Eigen's own large product, for reference)\n";
     return argc < 2 ? 2 : 0;
   }
   const std::string name = argv[1];
   int threads = 1, batches = 5;
+  double min_seconds = 0.25;
   for (int i = 2; i < argc; ++i) {
     if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = std::stoi(argv[++i]);
     else if (std::strcmp(argv[i], "--batches") == 0 && i + 1 < argc) batches = std::stoi(argv[++i]);
+    else if (std::strcmp(argv[i], "--min-time") == 0 && i + 1 < argc) min_seconds = std::stod(argv[++i]);
     else if (std::strcmp(argv[i], "--chunk-bytes") == 0 && i + 1 < argc)  // nmsnn::set_engine_chunk_bytes
       nmsnn::set_engine_chunk_bytes(std::stoul(argv[++i]));
     else if (std::strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
@@ -228,6 +241,10 @@ int main(int argc, char** argv) try {
   }
   if (threads < 1 || batches < 1) {
     std::cerr << "nmsnn-bench: --threads and --batches must be >= 1\n";
+    return 2;
+  }
+  if (!(min_seconds >= 0 && min_seconds <= 3600)) {
+    std::cerr << "nmsnn-bench: --min-time must be between 0 and 3600 seconds\n";
     return 2;
   }
   if (name == "gemm") {
@@ -264,17 +281,17 @@ int main(int argc, char** argv) try {
   if (std::strcmp(w.optimiser, "adam") == 0) {
     Adam opt({.learning_rate = 1e-3});
     if (std::strcmp(w.loss, "bce") == 0)
-      return mlp ? run<DenseNetwork<BinaryClassification>>(name, w, opt, threads, batches)
-                 : run<SpikingNetwork<BinaryClassification>>(name, w, opt, threads, batches);
-    return mlp ? run<DenseNetwork<MulticlassClassification>>(name, w, opt, threads, batches)
-               : run<SpikingNetwork<MulticlassClassification>>(name, w, opt, threads, batches);
+      return mlp ? run<DenseNetwork<BinaryClassification>>(name, w, opt, threads, batches, min_seconds)
+                 : run<SpikingNetwork<BinaryClassification>>(name, w, opt, threads, batches, min_seconds);
+    return mlp ? run<DenseNetwork<MulticlassClassification>>(name, w, opt, threads, batches, min_seconds)
+               : run<SpikingNetwork<MulticlassClassification>>(name, w, opt, threads, batches, min_seconds);
   }
   Sgd opt({.learning_rate = base == "mnist" ? 0.1 : 1e-3, .momentum = base == "mnist" ? 0.5 : 0.0});
   if (std::strcmp(w.loss, "mse") == 0)
-    return mlp ? run<DenseNetwork<Regression>>(name, w, opt, threads, batches)
-               : run<SpikingNetwork<Regression>>(name, w, opt, threads, batches);
-  return mlp ? run<DenseNetwork<MulticlassClassification>>(name, w, opt, threads, batches)
-             : run<SpikingNetwork<MulticlassClassification>>(name, w, opt, threads, batches);
+    return mlp ? run<DenseNetwork<Regression>>(name, w, opt, threads, batches, min_seconds)
+               : run<SpikingNetwork<Regression>>(name, w, opt, threads, batches, min_seconds);
+  return mlp ? run<DenseNetwork<MulticlassClassification>>(name, w, opt, threads, batches, min_seconds)
+             : run<SpikingNetwork<MulticlassClassification>>(name, w, opt, threads, batches, min_seconds);
 } catch (const std::exception& e) {
   std::cerr << "nmsnn-bench: " << e.what() << "\n";
   return 2;
