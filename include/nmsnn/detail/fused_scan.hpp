@@ -129,8 +129,8 @@ inline void product_scan_columns(const Scalar* W, Index n, Index F, const Scalar
 /// The vector sums of thin_currents for one column o: lanes q * L .. q * L + L - 1 of `sums`
 /// (L lanes of `bytes`, not yet added) sum W2T(h, q) o[h] over the neurons of whole pairs of
 /// vectors, in two interleaved sums, and (floats with AVX) of one half vector after them.
-/// Returns the first neuron not covered. (The vector type
-/// stays inside: nvcc drops the vector attribute from a template type argument.)
+/// Returns the first neuron not covered. (The vector type stays inside: nvcc drops the vector
+/// attribute from a template type argument.)
 template <class Scalar, int bytes, int K>
 [[gnu::always_inline]] inline Index thin_vector_sums(const Scalar* __restrict W2T, Index n, const Scalar* __restrict o,
                                                      Scalar* __restrict sums) {

@@ -163,10 +163,11 @@ class InputEncoder {
           const __m256i fv = features ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(features + i0))
                                       : _mm256_add_epi32(_mm256_set1_epi32(int(i0)),
                                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+          const __m256i sv = _mm256_set1_epi32(int(sample));
           const __m256 xv = _mm256_loadu_ps(xs + i0);
           for (Index tb = t0 >> 2; (tb << 2) < t1; ++tb) {
             __m256 u[4];
-            philox_uniform_8x4(std::uint32_t(tb), fv, _mm256_set1_epi32(int(sample)), key.stream, pkey, u);
+            philox_uniform_8x4(std::uint32_t(tb), fv, sv, key.stream, pkey, u);
             for (int s = 0; s < 4; ++s) {
               const Index t = (tb << 2) + s;
               if (t >= t0 && t < t1) _mm256_storeu_ps(out + i0 + (t - t0) * ld, _mm256_mul_ps(u[s], xv));
