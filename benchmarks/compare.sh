@@ -45,7 +45,7 @@ for w in "${workloads[@]}"; do
   for t in $threads; do
     lines=()
     for ((i = 0; i < rounds; ++i)); do
-      # Alternate: reference, nmsnn (each a fresh process; medians over K steps inside each).
+      # Alternate: reference, nmsnn (each a fresh process timing its median step; see above).
       r=$(/usr/bin/python3 "$ref" "$w" --threads "$t" --batches "$batches")
       n=$("$bench" "$w" --threads "$t" --batches "$batches")
       echo "# ref:   $r"
