@@ -231,10 +231,7 @@ void forward_product_scan(Scalar* A, const Scalar* W, Index n, Index F, const Sc
                           Index t_hi, const Scalar* W2T = nullptr, Scalar* A2 = nullptr, bool last_chunk = false) {
   constexpr Index NB = 8;
   const Index blocks = (B + NB - 1) / NB;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (blocks > 1 && n * F * B * steps > (Index(1) << 18))
-#endif
-  for (Index blk = 0; blk < blocks; ++blk) {
+  parallel_for(blocks, n * F * B * steps > (Index(1) << 18), [&](Index blk) {
     const Index b0 = blk * NB, nb = std::min(NB, B - b0);
     for (Index t = 0; t < steps; ++t) {
       const Index col = t * B + b0;
@@ -266,7 +263,7 @@ void forward_product_scan(Scalar* A, const Scalar* W, Index n, Index F, const Sc
           for (Index c = 0; c < nb; ++c) thin_currents<Scalar, K2>(W2T, n, A + (col + c) * n, A2 + (col + c + B) * K2);
         }
     }
-  }
+  });
 }
 
 /// Most outputs of the layer above layer 1, and most inputs of layer 1, for which the fused
@@ -377,10 +374,7 @@ void backward_fused(const FusedBackward<Scalar>& p) {
   constexpr Index group = 2, sample_block = 8;  // samples per block
   const Index n = p.n, full = n / L, groups = (full + group - 1) / group;
   const Index tasks = groups + (full * L < n ? 1 : 0);
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static, 1) if (tasks > 1 && n * p.B * p.steps > 65536)
-#endif
-  for (Index task = 0; task < tasks; ++task)
+  parallel_for(tasks, n * p.B * p.steps > 65536, [&](Index task) {
     for (Index b0 = 0; b0 < p.B; b0 += sample_block) {
       const Index b1 = std::min(p.B, b0 + sample_block);
       if (task < groups) {
@@ -395,6 +389,7 @@ void backward_fused(const FusedBackward<Scalar>& p) {
       }
       for (; h < n; ++h) backward_fused_rows<Scalar, int(sizeof(Scalar)), mode, K, F>(p, h, b0, b1);
     }
+  }, /*round_robin=*/true);
 }
 
 /// forward_product_scan with the reset and the next layer's width (0: none, else 1..4) given

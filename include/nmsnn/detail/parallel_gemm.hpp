@@ -28,14 +28,11 @@ void gemm_nn(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B, boo
   const Index n = C.cols();
   const Index w = column_block(A.cols(), A.rows());
   const Index blocks = (n + w - 1) / w;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (blocks > 1)
-#endif
-  for (Index i = 0; i < blocks; ++i) {
+  parallel_for(blocks, true, [&](Index i) {
     const Index c0 = i * w, nc = std::min(w, n - c0);
     if (accumulate) C.middleCols(c0, nc).noalias() += A * B.middleCols(c0, nc);
     else C.middleCols(c0, nc).noalias() = A * B.middleCols(c0, nc);
-  }
+  });
 }
 
 /// C = A^T * B (+ C when accumulate), split over columns of C.
@@ -44,14 +41,11 @@ void gemm_tn(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B, boo
   const Index n = C.cols();
   const Index w = column_block(A.rows(), A.cols());
   const Index blocks = (n + w - 1) / w;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (blocks > 1)
-#endif
-  for (Index i = 0; i < blocks; ++i) {
+  parallel_for(blocks, true, [&](Index i) {
     const Index c0 = i * w, nc = std::min(w, n - c0);
     if (accumulate) C.middleCols(c0, nc).noalias() += A.transpose() * B.middleCols(c0, nc);
     else C.middleCols(c0, nc).noalias() = A.transpose() * B.middleCols(c0, nc);
-  }
+  });
 }
 
 /// C += A * B^T (the weight-gradient product: a reduction over the long inner dimension),
@@ -64,13 +58,10 @@ void gemm_nt_acc(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B)
   const bool split = A.cols() * n > 65536;
   const Index w = split ? std::max<Index>(16, std::min<Index>(256, (n + 7) / 8)) : std::max<Index>(1, n);
   const Index blocks = (n + w - 1) / w;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (blocks > 1)
-#endif
-  for (Index i = 0; i < blocks; ++i) {
+  parallel_for(blocks, true, [&](Index i) {
     const Index c0 = i * w, nc = std::min(w, n - c0);
     C.middleCols(c0, nc).noalias() += A * B.middleRows(c0, nc).transpose();
-  }
+  });
 }
 
 /// C += A * B^T split over fixed blocks of rows of C (for a tall C whose rows are A's).
@@ -79,13 +70,10 @@ void gemm_nt_acc_rows(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scala
   const Index m = C.rows();
   const Index h = 512;
   const Index blocks = (m + h - 1) / h;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (blocks > 1)
-#endif
-  for (Index i = 0; i < blocks; ++i) {
+  parallel_for(blocks, true, [&](Index i) {
     const Index r0 = i * h, nr = std::min(h, m - r0);
     C.middleRows(r0, nr).noalias() += A.middleRows(r0, nr) * B.transpose();
-  }
+  });
 }
 
 /// C = 0; one contiguous fill when C's columns are adjacent (Eigen's setZero on a strided
@@ -106,10 +94,7 @@ inline constexpr Index thin_rows = 4;
 template <class Scalar, int K>
 void combine_columns(MatMap<Scalar> C, const Scalar* a, Index lda, ConstMatMap<Scalar> B) {
   const Index m = C.rows(), n = C.cols(), w = 256, blocks = (n + w - 1) / w;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (blocks > 1 && m * n > 65536)
-#endif
-  for (Index blk = 0; blk < blocks; ++blk)
+  parallel_for(blocks, m * n > 65536, [&](Index blk) {
     for (Index c = blk * w, c1 = std::min(n, c + w); c < c1; ++c) {
       Scalar b[K];
       for (int r = 0; r < K; ++r) b[r] = B(r, c);
@@ -121,6 +106,7 @@ void combine_columns(MatMap<Scalar> C, const Scalar* a, Index lda, ConstMatMap<S
         out[i] = s;
       }
     }
+  });
 }
 
 /// Calls f.operator()<k>() for k = 1..thin_rows; returns false (calling nothing) otherwise.
@@ -190,10 +176,7 @@ void gemm_nt_acc_thin_fixed(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap
   const Scalar* __restrict b = B.data();
   Scalar* __restrict c = C.data();
   const Index strips = m / strip;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (strips > 1 && m * n * K > (Index(1) << 20))
-#endif
-  for (Index s = 0; s < strips; ++s) {
+  parallel_for(strips, m * n * K > (Index(1) << 20), [&](Index s) {
     const Index i0 = s * strip;
     vec acc[K][V] = {};
     for (Index j = 0; j < n; ++j) {
@@ -207,7 +190,7 @@ void gemm_nt_acc_thin_fixed(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap
     for (int r = 0; r < K; ++r)
       for (int v = 0; v < V; ++v)
         for (Index l = 0; l < lanes; ++l) c[r * ldc + i0 + v * lanes + l] += acc[r][v][l];
-  }
+  });
   for (Index i = strips * strip; i < m; ++i) {  // the rows after the last strip
     Scalar acc[K] = {};
     for (Index j = 0; j < n; ++j)
@@ -282,10 +265,7 @@ void gemm_nt_acc_tiled(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scal
   constexpr Index H = 16 / Index(sizeof(Scalar));  // lanes of a half vector
   const Index full2 = m / (2 * L) * (2 * L), full1 = m / L * L, groups = (k + NR - 1) / NR;
   const Index half = L > H ? (m - full1) / H * H : 0;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (groups > 1 && m * n * k > (Index(1) << 20))
-#endif
-  for (Index g = 0; g < groups; ++g) {
+  parallel_for(groups, m * n * k > (Index(1) << 20), [&](Index g) {
     const Index r0 = g * NR, nr = std::min(NR, k - r0);
     for (Index j0 = 0; j0 < n; j0 += JB) {
       const Index j1 = std::min(n, j0 + JB);
@@ -299,7 +279,7 @@ void gemm_nt_acc_tiled(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scal
           c[r * ldc + i] = s;
         }
     }
-  }
+  });
 }
 #endif  // __AVX__ && __FMA__
 #endif

@@ -79,11 +79,9 @@ class InputEncoder {
     if (kind_ == Encoding::direct || F % 8 == 0 || F >= 64) {
       // Eight features of one sample per generator call: with F a multiple of 8 no lane is
       // idle, and with many features few are.
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (B > 1 && steps * B * F > 32768)
-#endif
-      for (Index b = 0; b < B; ++b)
+      detail::parallel_for(B, steps * B * F > 32768, [&](Index b) {
         encode_sample(x.data() + b * F, nullptr, F, ids[b], key, t0, steps, S.data() + b * F, F * B);
+      });
       return;
     }
     // Few features, not a multiple of 8 (iris's 4 used half of each call, binary's 20 three
@@ -96,10 +94,7 @@ class InputEncoder {
     const Index t1 = t0 + steps;
     const Scalar* xs = x.data();
     Scalar* out = S.data();
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (groups > 1 && steps * P > 32768)
-#endif
-    for (Index g = 0; g < groups; ++g) {
+    detail::parallel_for(groups, steps * P > 32768, [&](Index g) {
       const Index p0 = g * 8;
       const int m = int(std::min<Index>(8, P - p0));
       std::uint32_t f[8], s[8];
@@ -134,7 +129,7 @@ class InputEncoder {
             for (int j = 0; j < m; ++j) o[j] = v[j];
         }
       }
-    }
+    });
   }
 
  private:

@@ -223,10 +223,7 @@ class SpikingLayer {
     const Scalar decay = Scalar(neuron_.decay), theta = Scalar(neuron_.threshold),
                  rho = Scalar(neuron_.penalty);
     const Index chunks = (nB + detail::scan_chunk - 1) / detail::scan_chunk;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (chunks > 1 && nB * T > 65536)
-#endif
-    for (Index c = 0; c < chunks; ++c) {
+    detail::parallel_for(chunks, nB * T > 65536, [&](Index c) {
       const Index j0 = c * detail::scan_chunk, j1 = std::min(nB, j0 + detail::scan_chunk);
       dispatch2(R != nullptr, BT != nullptr, [&]<bool readout, bool with_bias>() {
         if (neuron_.reset == Reset::scale)
@@ -236,7 +233,7 @@ class SpikingLayer {
           detail::forward_scan<Scalar, Reset::subtract, readout, with_bias>(A, BT, T, nB, j0, j1, decay, theta, rho,
                                                                             V, R, t_lo, t_hi);
       });
-    }
+    });
   }
 
   /// In place: D (outputs x T*B) from the outputs o_t to dL/du_t. GO (same layout), when
@@ -250,10 +247,7 @@ class SpikingLayer {
     const Scalar decay = Scalar(neuron_.decay);
     const Scalar kappa = Scalar(neuron_.penalty) / Scalar(neuron_.threshold);
     const Index chunks = (nB + detail::scan_chunk - 1) / detail::scan_chunk;
-#if defined(_OPENMP)
-#pragma omp parallel for schedule(static) if (chunks > 1 && nB * T > 65536)
-#endif
-    for (Index c = 0; c < chunks; ++c) {
+    detail::parallel_for(chunks, nB * T > 65536, [&](Index c) {
       const Index j0 = c * detail::scan_chunk, j1 = std::min(nB, j0 + detail::scan_chunk);
       dispatch2(GO != nullptr, gv != nullptr, [&]<bool go, bool has_gv>() {
         if (neuron_.reset == Reset::scale)
@@ -261,7 +255,7 @@ class SpikingLayer {
         else
           detail::backward_scan<Scalar, Reset::subtract, go, has_gv>(D, GO, T, nB, j0, j1, decay, kappa, DN, gv, t_lo, t_hi, SU);
       });
-    }
+    });
   }
 
   // Mutable access for optimisers and the engine.
