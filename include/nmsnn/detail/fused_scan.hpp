@@ -100,7 +100,7 @@ template <class Scalar, int bytes, int MR, int NB, Reset mode, bool readout>
 }
 
 /// All n neurons of NB samples of one step: tiles of two target-width vectors (for NB < 8),
-/// then one, then a half vector, then single neurons.
+/// then one, then narrower vectors (32, 16 bytes), then single neurons.
 template <class Scalar, int NB, Reset mode, bool readout>
 inline void product_scan_columns(const Scalar* W, Index n, Index F, const Scalar* e, const Scalar* bias, Scalar* v,
                                  Scalar* a, Scalar* r, const ScanConstants<Scalar>& k) {
@@ -111,6 +111,11 @@ inline void product_scan_columns(const Scalar* W, Index n, Index F, const Scalar
       product_scan_tile<Scalar, bytes, 2, NB, mode, readout>(W + h, n, F, e, bias + h, v + h, a + h, r + h, k);
   for (; h + L <= n; h += L)
     product_scan_tile<Scalar, bytes, 1, NB, mode, readout>(W + h, n, F, e, bias + h, v + h, a + h, r + h, k);
+  if constexpr (bytes > 32) {
+    constexpr int L2 = 32 / int(sizeof(Scalar));
+    for (; h + L2 <= n; h += L2)
+      product_scan_tile<Scalar, 32, 1, NB, mode, readout>(W + h, n, F, e, bias + h, v + h, a + h, r + h, k);
+  }
   if constexpr (bytes > 16) {
     constexpr int L2 = 16 / int(sizeof(Scalar));
     for (; h + L2 <= n; h += L2)
@@ -184,7 +189,80 @@ inline void thin_currents(const Scalar* __restrict W2T, Index n, const Scalar* _
   }
 }
 
-#if defined(__AVX__)
+#if defined(__AVX512F__)
+/// thin_currents for 8 adjacent columns o (stride n) into out (stride K), floats with
+/// AVX-512: each column's sums over the neurons in 16-lane vectors (two interleaved per q,
+/// the last vector's tail by a masked load, so no neuron is left to a scalar loop), then for
+/// each q the lanes of all 8 columns at once (sum_lanes_8).
+template <int K>
+inline void sum_lanes_8(const __m512 (&part)[K][8], float* __restrict out, Index nc);
+
+template <int K>
+inline void thin_currents_8(const float* __restrict W2T, Index n, const float* __restrict o, float* __restrict out) {
+  const Index full = n / 16 * 16;
+  const __mmask16 tail = __mmask16((1u << unsigned(n - full)) - 1u);
+  __m512 part[K][8];
+  for (int c = 0; c < 8; ++c) {
+    const float* x = o + c * n;
+    __m512 a0[K], a1[K];
+    for (int q = 0; q < K; ++q) a0[q] = a1[q] = _mm512_setzero_ps();
+    Index h = 0;
+    for (; h + 32 <= n; h += 32) {
+      const __m512 x0 = _mm512_loadu_ps(x + h), x1 = _mm512_loadu_ps(x + h + 16);
+      for (int q = 0; q < K; ++q) {
+        a0[q] = _mm512_fmadd_ps(_mm512_loadu_ps(W2T + q * n + h), x0, a0[q]);
+        a1[q] = _mm512_fmadd_ps(_mm512_loadu_ps(W2T + q * n + h + 16), x1, a1[q]);
+      }
+    }
+    if (h < full) {
+      const __m512 x0 = _mm512_loadu_ps(x + h);
+      for (int q = 0; q < K; ++q) a0[q] = _mm512_fmadd_ps(_mm512_loadu_ps(W2T + q * n + h), x0, a0[q]);
+      h += 16;
+    }
+    if (tail) {
+      const __m512 x1 = _mm512_maskz_loadu_ps(tail, x + h);
+      for (int q = 0; q < K; ++q)
+        a1[q] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, W2T + q * n + h), x1, a1[q]);
+    }
+    for (int q = 0; q < K; ++q) part[q][c] = _mm512_add_ps(a0[q], a1[q]);
+  }
+  sum_lanes_8<K>(part, out, 8);
+}
+
+/// thin_currents_8's last part: for each q the 16 lanes of part[q][c] summed into out[c * K
+/// + q] for the first nc columns, all 8 columns at once by a tree of block shuffles and adds
+/// (23 instructions for 8 sums).
+template <int K>
+inline void sum_lanes_8(const __m512 (&part)[K][8], float* __restrict out, Index nc) {
+  for (int q = 0; q < K; ++q) {
+    const __m512* v = part[q];
+    // The shuffles as GCC's __builtin_shuffle (one vshuff32x4 or vshufps each): GCC 12's
+    // _mm512_shuffle_f32x4 and friends warn of their own uninitialized __Y.
+    typedef int idx __attribute__((vector_size(64)));
+    constexpr idx lo_blocks = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+    constexpr idx hi_blocks = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+    constexpr idx even_blocks = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
+    constexpr idx odd_blocks = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
+    constexpr idx even_lanes = {0, 2, 16, 18, 4, 6, 20, 22, 8, 10, 24, 26, 12, 14, 28, 30};
+    constexpr idx odd_lanes = {1, 3, 17, 19, 5, 7, 21, 23, 9, 11, 25, 27, 13, 15, 29, 31};
+    constexpr idx swap_pairs = {1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14};
+    // Columns in pairs: 128-bit blocks [c (blocks 0 + 2), c (1 + 3), c + 1 (0 + 2), c + 1 (1 + 3)].
+    __m512 s[4];
+    for (int i = 0; i < 4; ++i)
+      s[i] = __builtin_shuffle(v[2 * i], v[2 * i + 1], lo_blocks) + __builtin_shuffle(v[2 * i], v[2 * i + 1], hi_blocks);
+    // Four columns per vector, block j holding column j's four partial sums.
+    const __m512 t0 = __builtin_shuffle(s[0], s[1], even_blocks) + __builtin_shuffle(s[0], s[1], odd_blocks);
+    const __m512 t1 = __builtin_shuffle(s[2], s[3], even_blocks) + __builtin_shuffle(s[2], s[3], odd_blocks);
+    // Within each block: lanes 0 + 1 and 2 + 3 of t0's and t1's, then the pairs: lane 0 of
+    // block j is column j's sum, lane 2 column j + 4's.
+    const __m512 u = __builtin_shuffle(t0, t1, even_lanes) + __builtin_shuffle(t0, t1, odd_lanes);
+    const __m512 w = u + __builtin_shuffle(u, swap_pairs);
+    float s16[16];
+    _mm512_storeu_ps(s16, w);
+    for (Index c = 0; c < nc; ++c) out[c * K + q] = s16[c < 4 ? 4 * c : 4 * (c - 4) + 2];
+  }
+}
+#elif defined(__AVX__)
 /// thin_currents for 8 adjacent columns o (stride n) into out (stride K), floats with AVX:
 /// each column's vector sums as in thin_currents, then for each q the lanes of all 8 columns
 /// at once by a tree of horizontal adds (9 instructions for 8 sums), where thin_currents sums
@@ -383,6 +461,10 @@ void backward_fused(const FusedBackward<Scalar>& p) {
         continue;
       }
       Index h = full * L;  // the neurons after the last full vector
+      if constexpr (bytes > 32) {
+        constexpr int L2 = 32 / int(sizeof(Scalar));
+        for (; h + L2 <= n; h += L2) backward_fused_rows<Scalar, 32, mode, K, F>(p, h, b0, b1);
+      }
       if constexpr (bytes > 16) {
         constexpr int L2 = 16 / int(sizeof(Scalar));
         for (; h + L2 <= n; h += L2) backward_fused_rows<Scalar, 16, mode, K, F>(p, h, b0, b1);

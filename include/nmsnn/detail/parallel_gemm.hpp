@@ -156,11 +156,13 @@ void gemm_nn_set(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B)
 /// long (100 x 480 times 480 x 3: 14 against 8-9 us). For k = 1 Eigen's matrix-vector
 /// product is faster and is used. Strips are fixed by the shape and each element is one
 /// sequential sum over n, so the thread count cannot change the result. The vectors are
-/// the target's own width (32 bytes with AVX, else 16): wider GCC vectors than the target
+/// the target's own width (64 bytes with AVX-512, 32 with AVX, else 16): wider GCC vectors than the target
 /// has are emulated and made this kernel 5x slower than Eigen's in an SSE2-only build.
 #if defined(__GNUC__) && (defined(__SSE2__) || defined(__ARM_NEON))
 #define NMSNN_THIN_GRADIENT_KERNEL 1
-#if defined(__AVX__)
+#if defined(__AVX512F__)
+inline constexpr int thin_vector_bytes = 64;
+#elif defined(__AVX__)
 inline constexpr int thin_vector_bytes = 32;
 #else
 inline constexpr int thin_vector_bytes = 16;
