@@ -108,7 +108,8 @@ class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, Sca
   /// Fraction of layer l's outputs o_t that were > 0 (spikes) in the last forward_train()
   /// (before backward_batch, which overwrites them with gradients).
   double activity(Index l) const {
-    const auto& O = ws_.outputs.at(std::size_t(l));
+    // (layer 1's outputs may have rows after its neurons': see layer1_rows)
+    const auto O = ws_.outputs.at(std::size_t(l)).topRows(layer(l).outputs());
     return O.size() ? double((O.array() > Scalar(0)).count()) / double(O.size()) : 0.0;
   }
   /// Whether layer 1 takes the per-sample sparse path for this batch (rate or Bernoulli
@@ -149,6 +150,9 @@ class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, Sca
   void run_forward(const Matrix<Scalar>& Xb, const std::uint32_t* ids, DrawKey key,
                    Workspace& ws, Matrix<Scalar>& R) const;
   Index widest_hidden() const;  // widest layer below the last (0 with one layer)
+  // Rows of layer 1's outputs where its forward and backward are fused kernels below a thin
+  // layer 2: its neurons rounded up to whole vectors of the kernels (see run_forward).
+  Index layer1_rows() const;
 };
 
 template <FloatingScalar Scalar = float>
