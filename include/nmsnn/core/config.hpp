@@ -64,7 +64,7 @@ namespace detail {
 /// so the thread count never changes a result. With one thread, n < 2, or inside a parallel
 /// region already (where OpenMP would run a team of one) no parallel region is entered:
 /// libgomp's region for a team of one still builds a team and, in a VM, makes system calls
-/// (iris's training step enters about 80 regions; skipping them made it about 1.3x faster).
+/// (4375 futex calls in 54 one-thread steps of iris; skipping the regions made it 1.25x faster).
 template <class Body>
 inline void parallel_for(Index n, bool worth, const Body& body, bool round_robin = false) {
 #if defined(_OPENMP)

@@ -193,10 +193,8 @@ inline void thin_currents(const Scalar* __restrict W2T, Index n, const Scalar* _
 /// thin_currents for 8 adjacent columns o (stride n) into out (stride K), floats with
 /// AVX-512: each column's sums over the neurons in 16-lane vectors (two interleaved per q,
 /// the last vector's tail by a masked load, so no neuron is left to a scalar loop), then for
-/// each q the lanes of all 8 columns at once (sum_lanes_8).
-template <int K>
-inline void sum_lanes_8(const __m512 (&part)[K][8], float* __restrict out, Index nc);
-
+/// each q the lanes of all 8 columns at once by a tree of block shuffles and adds (23
+/// instructions for 8 sums).
 template <int K>
 inline void thin_currents_8(const float* __restrict W2T, Index n, const float* __restrict o, float* __restrict out) {
   const Index full = n / 16 * 16;
@@ -226,14 +224,6 @@ inline void thin_currents_8(const float* __restrict W2T, Index n, const float* _
     }
     for (int q = 0; q < K; ++q) part[q][c] = _mm512_add_ps(a0[q], a1[q]);
   }
-  sum_lanes_8<K>(part, out, 8);
-}
-
-/// thin_currents_8's last part: for each q the 16 lanes of part[q][c] summed into out[c * K
-/// + q] for the first nc columns, all 8 columns at once by a tree of block shuffles and adds
-/// (23 instructions for 8 sums).
-template <int K>
-inline void sum_lanes_8(const __m512 (&part)[K][8], float* __restrict out, Index nc) {
   for (int q = 0; q < K; ++q) {
     const __m512* v = part[q];
     // The shuffles as GCC's __builtin_shuffle (one vshuff32x4 or vshufps each): GCC 12's
@@ -249,7 +239,8 @@ inline void sum_lanes_8(const __m512 (&part)[K][8], float* __restrict out, Index
     // Columns in pairs: 128-bit blocks [c (blocks 0 + 2), c (1 + 3), c + 1 (0 + 2), c + 1 (1 + 3)].
     __m512 s[4];
     for (int i = 0; i < 4; ++i)
-      s[i] = __builtin_shuffle(v[2 * i], v[2 * i + 1], lo_blocks) + __builtin_shuffle(v[2 * i], v[2 * i + 1], hi_blocks);
+      s[i] = __builtin_shuffle(v[2 * i], v[2 * i + 1], lo_blocks) +
+             __builtin_shuffle(v[2 * i], v[2 * i + 1], hi_blocks);
     // Four columns per vector, block j holding column j's four partial sums.
     const __m512 t0 = __builtin_shuffle(s[0], s[1], even_blocks) + __builtin_shuffle(s[0], s[1], odd_blocks);
     const __m512 t1 = __builtin_shuffle(s[2], s[3], even_blocks) + __builtin_shuffle(s[2], s[3], odd_blocks);
@@ -259,7 +250,7 @@ inline void sum_lanes_8(const __m512 (&part)[K][8], float* __restrict out, Index
     const __m512 w = u + __builtin_shuffle(u, swap_pairs);
     float s16[16];
     _mm512_storeu_ps(s16, w);
-    for (Index c = 0; c < nc; ++c) out[c * K + q] = s16[c < 4 ? 4 * c : 4 * (c - 4) + 2];
+    for (int c = 0; c < 8; ++c) out[c * K + q] = s16[c < 4 ? 4 * c : 4 * (c - 4) + 2];
   }
 }
 #elif defined(__AVX__)

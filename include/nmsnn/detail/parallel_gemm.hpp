@@ -156,8 +156,9 @@ void gemm_nn_set(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap<Scalar> B)
 /// long (100 x 480 times 480 x 3: 14 against 8-9 us). For k = 1 Eigen's matrix-vector
 /// product is faster and is used. Strips are fixed by the shape and each element is one
 /// sequential sum over n, so the thread count cannot change the result. The vectors are
-/// the target's own width (64 bytes with AVX-512, 32 with AVX, else 16): wider GCC vectors than the target
-/// has are emulated and made this kernel 5x slower than Eigen's in an SSE2-only build.
+/// the target's own width (64 bytes with AVX-512, 32 with AVX, else 16): wider GCC vectors
+/// than the target has are emulated and made this kernel 5x slower than Eigen's in an
+/// SSE2-only build. After the strips, single vectors, then single rows.
 #if defined(__GNUC__) && (defined(__SSE2__) || defined(__ARM_NEON))
 #define NMSNN_THIN_GRADIENT_KERNEL 1
 #if defined(__AVX512F__)
@@ -177,23 +178,26 @@ void gemm_nt_acc_thin_fixed(MatMap<Scalar> C, ConstMatMap<Scalar> A, ConstMatMap
   const Scalar* __restrict a = A.data();
   const Scalar* __restrict b = B.data();
   Scalar* __restrict c = C.data();
-  const Index strips = m / strip;
-  parallel_for(strips, m * n * K > (Index(1) << 20), [&](Index s) {
-    const Index i0 = s * strip;
-    vec acc[K][V] = {};
+  // Rows i0 .. i0 + VV vectors.
+  auto vectors = [&]<int VV>(Index i0) {
+    vec acc[K][VV] = {};
     for (Index j = 0; j < n; ++j) {
-      vec x[V];
-      for (int v = 0; v < V; ++v) __builtin_memcpy(&x[v], a + j * lda + i0 + v * lanes, sizeof(vec));
+      vec x[VV];
+      for (int v = 0; v < VV; ++v) __builtin_memcpy(&x[v], a + j * lda + i0 + v * lanes, sizeof(vec));
       for (int r = 0; r < K; ++r) {
         const Scalar br = b[j * ldb + r];
-        for (int v = 0; v < V; ++v) acc[r][v] += x[v] * br;
+        for (int v = 0; v < VV; ++v) acc[r][v] += x[v] * br;
       }
     }
     for (int r = 0; r < K; ++r)
-      for (int v = 0; v < V; ++v)
+      for (int v = 0; v < VV; ++v)
         for (Index l = 0; l < lanes; ++l) c[r * ldc + i0 + v * lanes + l] += acc[r][v][l];
-  });
-  for (Index i = strips * strip; i < m; ++i) {  // the rows after the last strip
+  };
+  const Index strips = m / strip;
+  parallel_for(strips, m * n * K > (Index(1) << 20), [&](Index s) { vectors.template operator()<V>(s * strip); });
+  Index i = strips * strip;
+  for (; i + lanes <= m; i += lanes) vectors.template operator()<1>(i);
+  for (; i < m; ++i) {  // the rows after the last vector
     Scalar acc[K] = {};
     for (Index j = 0; j < n; ++j)
       for (int r = 0; r < K; ++r) acc[r] += a[j * lda + i] * b[j * ldb + r];

@@ -163,7 +163,8 @@ void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32
     b1.topRows(layers_[0].outputs()) = layers_[0].bias();
   }
 #endif
-  for (Index l = 0; l < L; ++l) ws.outputs[std::size_t(l)].resize(l == 0 ? rows : layers_[std::size_t(l)].outputs(), TB);
+  for (Index l = 0; l < L; ++l)
+    ws.outputs[std::size_t(l)].resize(l == 0 ? rows : layers_[std::size_t(l)].outputs(), TB);
   const bool keep_all = dense_input && input_chunk_steps(B) >= T;  // backward reuses the draws
   const Index c = time_chunk_steps(B);
   if (!dense_input) {
