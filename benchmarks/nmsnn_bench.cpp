@@ -1,10 +1,15 @@
 // nmsnn-bench — training-step timings on the workloads of the PyTorch reference
 // (shared/anchors/pynmsnn_reference.py), with the same interface and output:
 //
-//   nmsnn-bench WORKLOAD [--threads N] [--batches K] [--min-time S] [--chunk-bytes N] [--device cpu|cuda]
+//   nmsnn-bench WORKLOAD [--threads N] [--batches K] [--min-time S] [--chunk-bytes N]
+//                        [--device cpu|cuda|emulate]
 //
 // --device cuda (spiking workloads; the program built with NMSNN_CUDA=ON, nmsnn-bench-cuda)
-// runs the training passes on the GPU engine of nmsnn/cuda.hpp.
+// runs the training passes on the GPU engine of nmsnn/cuda.hpp; --device emulate runs that
+// engine's code on the CPU (its host device: a check of the GPU path, not a speed). Both
+// print, after the timed steps, one more JSON line from K profiled steps: each kernel's and
+// product's seconds per step, the scans' bytes per step and bandwidth (GB/s), and the
+// products' arithmetic per step and rate (TFLOP/s).
 //
 // WORKLOAD: binary, binary_noisy, iris, mnist, regression, and each with _mlp (the dense
 // network of the same width: Linear, ReLU, Linear, T = 1). Prints one JSON line:
@@ -19,6 +24,7 @@
 // Eigen without its own threads, so with --threads N > 1 the columns are split over N threads
 // as the engine splits its products), the machine's reference figure for the gflops above; prints
 // workload, threads, n, sec (median of K after one warm-up) and gflops.
+#include <nmsnn/detail/device_engine.hpp>
 #include <nmsnn/nmsnn.hpp>
 #if defined(NMSNN_BENCH_CUDA)
 #include <nmsnn/cuda.hpp>
@@ -52,7 +58,52 @@ const std::map<std::string, Workload> workloads = {
     {"regression", {3, 100, 1, 64, 64, "mse", "sgd", nmsnn::Readout::mean}},
 };
 
-bool use_cuda = false;
+std::string device = "cpu";  // --device
+
+/// One training step: the passes and the optimiser's update.
+template <class Net, class Opt>
+void train_step(Net& net, Opt& opt, const nmsnn::Matrix<float>& Xb, const nmsnn::Matrix<float>& Yb,
+                const std::vector<std::uint32_t>& ids) {
+  const double loss = net.train_batch(Xb, Yb, ids.data(), net.next_stream());
+  const auto params = net.parameters();
+  nmsnn::detail::guarded_step<float>(std::span<const nmsnn::Parameter<float>>(params), opt, loss, "bench");
+}
+
+/// Prints the profile of K training steps on a device engine (see the top of this file).
+template <class Net, class Opt>
+void device_profile(const std::string& name, const Workload& w, Net& net, Opt& opt, nmsnn::detail::device::KernelClock& clock,
+                    const nmsnn::Matrix<float>& Xb, const nmsnn::Matrix<float>& Yb, const std::vector<std::uint32_t>& ids,
+                    int steps) {
+  clock.reset();
+  clock.enable(true);
+  for (int i = 0; i < steps; ++i) train_step(net, opt, Xb, Yb, ids);
+  clock.enable(false);
+  // Bytes the scans move per step: forward reads a_t and writes o_t (8 bytes per neuron,
+  // sample and step); backward reads o_t and writes dL/du_t, and reads dL/do_t too below the
+  // last layer (8 or 12 bytes). Products: every layer's forward and weight gradient, and the
+  // gradient passed down from each layer above the first; layer l >= 2 over T-1 steps.
+  double scan_bytes = 0, gemm_flops = 0;
+  for (nmsnn::Index l = 0; l < net.num_layers(); ++l) {
+    const double n = double(net.layer(l).outputs()), in = double(net.layer(l).inputs());
+    const double cells = n * double(w.T * w.batch);
+    scan_bytes += 8 * cells + (l + 1 == net.num_layers() ? 8 : 12) * cells;
+    const double cols = double((l == 0 ? w.T : w.T - 1) * w.batch);
+    gemm_flops += 2 * n * in * cols * (l == 0 ? 2 : 3);
+  }
+  std::printf("{\"workload\": \"%s\", \"device\": \"%s\", \"profiled_steps\": %d, \"kernels\": {", name.c_str(),
+              device.c_str(), steps);
+  double scan_s = 0, gemm_s = 0;
+  bool first = true;
+  for (const auto& [kernel, entry] : clock.kernel_seconds()) {
+    std::printf("%s\"%s\": {\"sec_per_step\": %.6f, \"calls_per_step\": %.1f}", first ? "" : ", ", kernel.c_str(),
+                entry.first / steps, double(entry.second) / steps);
+    first = false;
+    if (kernel == "forward_scan" || kernel == "backward_scan") scan_s += entry.first / steps;
+    if (kernel == "gemm") gemm_s += entry.first / steps;
+  }
+  std::printf("}, \"scan_bytes_per_step\": %.0f, \"scan_gbps\": %.2f, \"gemm_flops_per_step\": %.0f, \"gemm_tflops\": %.4f}\n",
+              scan_bytes, scan_s > 0 ? scan_bytes / scan_s * 1e-9 : 0.0, gemm_flops, gemm_s > 0 ? gemm_flops / gemm_s * 1e-12 : 0.0);
+}
 
 double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -72,13 +123,25 @@ template <class Net, class Opt>
 int run(const std::string& name, const Workload& w, Opt& opt, int threads, int batches, double min_seconds) {
   constexpr bool spiking = requires(Net n) { n.time_steps(); };
   Net net = make_net<Net>(w);
-  if (use_cuda) {
+  nmsnn::detail::device::KernelClock* clock = nullptr;  // the device engine's, if any
+  if (device != "cpu") {
+    if constexpr (spiking) {
+      if (device == "emulate") {
+        auto e = std::make_shared<nmsnn::detail::device::Engine<Net, nmsnn::detail::device::HostDevice>>();
+        clock = &e->device();
+        net.set_engine(e);
+      } else {
 #if defined(NMSNN_BENCH_CUDA)
-    if constexpr (spiking) net.set_engine(std::make_shared<nmsnn::cuda::Engine<Net>>());
-    else throw nmsnn::ValueError("--device cuda: the _mlp workloads run on the CPU only");
+        auto e = std::make_shared<nmsnn::cuda::Engine<Net>>();
+        clock = &e->device();
+        net.set_engine(e);
 #else
-    throw nmsnn::ValueError("--device cuda: this nmsnn-bench was built without CUDA (use nmsnn-bench-cuda, NMSNN_CUDA=ON)");
+        throw nmsnn::ValueError("--device cuda: this nmsnn-bench was built without CUDA (use nmsnn-bench-cuda, NMSNN_CUDA=ON)");
 #endif
+      }
+    } else {
+      throw nmsnn::ValueError("--device " + device + ": the _mlp workloads run on the CPU only");
+    }
   }
   [[maybe_unused]] const Eigen::Index T = spiking ? w.T : 1;
   // Synthetic data of the reference's distribution.
@@ -109,9 +172,7 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
   double timed = 0;
   for (int i = 0; i <= batches || (timed < min_seconds && i < 1000000); ++i) {
     const double t0 = now();
-    const double loss = net.train_batch(Xb, Yb, ids.data(), net.next_stream());
-    const auto params = net.parameters();
-    nmsnn::detail::guarded_step<float>(std::span<const nmsnn::Parameter<float>>(params), opt, loss, "bench");
+    train_step(net, opt, Xb, Yb, ids);
     if (i > 0) {
       times.push_back(now() - t0);
       timed += times.back();
@@ -122,17 +183,15 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   if constexpr (spiking) {
-    if (use_cuda) {
+    if (clock) {
       // Arithmetic of one step on the GPU (dense: every input at every step).
       const double flops = 2.0 * 3.0 * double(w.hidden * w.inputs + w.outputs * w.hidden) * double(w.T * w.batch);
-      // Bytes the scans move: forward reads and writes a_t/o_t, backward reads o_t and
-      // reads and writes the gradient, for every neuron, sample and step.
-      const double scan_bytes = 4.0 * 5.0 * double((w.hidden + w.outputs) * w.T * w.batch);
-      std::printf("{\"workload\": \"%s\", \"device\": \"cuda\", \"threads\": %d, \"batch\": %ld, \"T\": %ld, "
+      std::printf("{\"workload\": \"%s\", \"device\": \"%s\", \"threads\": %d, \"batch\": %ld, \"T\": %ld, "
                   "\"sec_per_batch\": %.6f, \"sample_steps_per_s\": %.1f, \"peak_rss_mib\": %.1f, \"tflops\": %.3f, "
-                  "\"scan_bytes_per_batch\": %.0f}\n",
-                  name.c_str(), threads, long(w.batch), long(w.T), med, double(w.batch * w.T) / med,
-                  double(ru.ru_maxrss) / 1024.0, flops / med * 1e-12, scan_bytes);
+                  "\"timed_steps\": %zu}\n",
+                  name.c_str(), device.c_str(), threads, long(w.batch), long(w.T), med, double(w.batch * w.T) / med,
+                  double(ru.ru_maxrss) / 1024.0, flops / med * 1e-12, times.size());
+      device_profile(name, w, net, opt, *clock, Xb, Yb, ids, batches);
       return 0;
     }
   }
@@ -213,7 +272,7 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
 int main(int argc, char** argv) try {
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0) {
     std::cerr << "usage: nmsnn-bench WORKLOAD [--threads N] [--batches K] [--min-time S] [--chunk-bytes N]\n"
-                 "                   [--device cpu|cuda]\n"
+                 "                   [--device cpu|cuda|emulate]\n"
                  "WORKLOAD: binary, binary_noisy, iris, mnist, regression, each also with _mlp;\n"
                  "          gemm (Eigen's own large product, for reference)\n";
     return argc < 2 ? 2 : 0;
@@ -228,12 +287,11 @@ int main(int argc, char** argv) try {
     else if (std::strcmp(argv[i], "--chunk-bytes") == 0 && i + 1 < argc)  // nmsnn::set_engine_chunk_bytes
       nmsnn::set_engine_chunk_bytes(std::stoul(argv[++i]));
     else if (std::strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
-      const std::string d = argv[++i];
-      if (d != "cpu" && d != "cuda") {
-        std::cerr << "nmsnn-bench: --device must be cpu or cuda\n";
+      device = argv[++i];
+      if (device != "cpu" && device != "cuda" && device != "emulate") {
+        std::cerr << "nmsnn-bench: --device must be cpu, cuda or emulate\n";
         return 2;
       }
-      use_cuda = d == "cuda";
     } else {
       std::cerr << "nmsnn-bench: unknown argument '" << argv[i] << "'\n";
       return 2;

@@ -1,0 +1,335 @@
+// nmsnn/detail/device_engine.hpp — the GPU path's engine, written once for any "device":
+// the CUDA device of nmsnn/cuda.hpp, and HostDevice below, which runs the same kernel bodies
+// in plain loops and the same column-major products (cuBLAS's conventions) with Eigen. The
+// engine's logic (offsets, leading dimensions, transposes, the order of the passes, the
+// counters of the input draws) is thereby tested on every machine, GPU or not
+// (tests/test_device_engine.cpp); only the CUDA calls themselves need a GPU.
+//
+// A device provides:
+//   template <class T> using Array = ...;   // reserve(n), upload(p, n), download(p, n), get()
+//   template <class K, class... A> void launch(const char* name, Index n, A... args);
+//                                           // K::run(i, args...) for every i in [0, n)
+//   void gemm(Op ta, Op tb, Index m, Index n, Index k, const float* A, Index lda,
+//             const float* B, Index ldb, float beta, float* C, Index ldc);
+//                                           // C = op(A) op(B) + beta C, column-major; with
+//                                           // beta = 0, C's old content is not read
+//   void row_sums(Index m, Index n, const float* A, Index lda, float* y);   // y = A 1
+// and times its launches and products per name when profiling is on (kernel_seconds()).
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "nmsnn/core/random.hpp"
+#include "nmsnn/network/spiking_network.hpp"
+
+#if defined(__CUDACC__)
+#define NMSNN_HOST_DEVICE __host__ __device__
+#else
+#define NMSNN_HOST_DEVICE
+#endif
+
+namespace nmsnn::detail::device {
+
+/// A matrix operand as stored (n) or transposed (t), as cuBLAS's CUBLAS_OP_N / CUBLAS_OP_T.
+enum class Op { n, t };
+
+// ---- kernel bodies: element i of n (one GPU thread each, or one iteration of a host loop) ----
+
+/// S (F x T*B, column t*B + b) = layer 1's input for every step: the CPU encoder's draws
+/// (Philox counter {t / 4, feature, sample id, stream}, word t % 4, 24-bit uniform).
+struct Encode {
+  NMSNN_HOST_DEVICE static void run(Index i, float* S, const float* X, const std::uint32_t* ids, Index F, Index B, int kind,
+                                    std::uint32_t k0, std::uint32_t k1, std::uint32_t stream) {
+    const Index f = i % F, col = i / F, b = col % B, t = col / B;
+    const float x = X[f + F * b];
+    float s = x;
+    if (kind != int(Encoding::direct)) {
+      const auto r = Philox4x32::generate({std::uint32_t(t >> 2), std::uint32_t(f), ids[b], stream}, {k0, k1});
+      const float u = uniform01_24(r[t & 3]);
+      const float p = x < 0.f ? 0.f : (x > 1.f ? 1.f : x);
+      s = kind == int(Encoding::rate) ? u * x : (u < p ? 1.f : 0.f);
+    }
+    S[i] = s;
+  }
+};
+
+/// A (n x cols) = the bias broadcast over the columns.
+struct FillBias {
+  NMSNN_HOST_DEVICE static void run(Index i, float* A, const float* bias, Index n) { A[i] = bias[i % n]; }
+};
+
+/// p[i] = v.
+struct Fill {
+  NMSNN_HOST_DEVICE static void run(Index i, float* p, float v) { p[i] = v; }
+};
+
+/// Forward scan of element j (a neuron and a sample) of a layer's n x B block per step:
+/// A holds a_t on entry and o_t on exit (column-major n x T*B, step t at offset t*nB); v_t
+/// is added to R[j] for t in [t_lo, t_hi] when R is set (the readout).
+struct ForwardScan {
+  NMSNN_HOST_DEVICE static void run(Index j, float* A, Index nB, Index T, float decay, float theta, float penalty, int subtract,
+                                    float* R, Index t_lo, Index t_hi) {
+    const float kappa = penalty / theta;
+    float v = 0, acc = 0;
+    for (Index t = 0; t < T; ++t) {
+      float* a = A + t * nB + j;
+      const float u = *a + v * decay;
+      const float g = u > theta ? 1.f : 0.f;
+      const float o = (u - theta) * g;
+      v = subtract ? u - (penalty + o) * g : u - (kappa * u) * g;
+      *a = o;
+      if (R && t >= t_lo && t <= t_hi) acc += v;
+    }
+    if (R) R[j] += acc;
+  }
+};
+
+/// Backward scan of element j (MODEL.md "Gradients"), t = T-1 down to 0. O holds o_t (its
+/// sign is the fire gate); D holds dL/do_t on entry when has_go and dL/du_t on exit; gv
+/// (n x B) is dL/dv_t for t in [t_lo, t_hi] when set.
+struct BackwardScan {
+  NMSNN_HOST_DEVICE static void run(Index j, float* D, const float* O, Index nB, Index T, float decay, float kappa, int subtract,
+                                    int has_go, const float* gv, Index t_lo, Index t_hi) {
+    float du_next = 0;
+    for (Index t = T - 1; t >= 0; --t) {
+      const Index idx = t * nB + j;
+      float dv = du_next * decay;
+      if (gv && t >= t_lo && t <= t_hi) dv += gv[j];
+      const float g = O[idx] > 0.f ? 1.f : 0.f;
+      float du = subtract ? dv - dv * g : dv - (kappa * dv) * g;
+      if (has_go) du += D[idx] * g;
+      D[idx] = du;
+      du_next = du;
+    }
+  }
+};
+
+// ---- the engine ----
+
+/// Runs a SpikingNetwork<Task, float>'s training passes on Device (see the top of this file
+/// and nmsnn/cuda.hpp): forward() uploads the batch once, encodes it on the device, runs
+/// every layer's all-steps product and scan and returns the readout; backward() runs the
+/// scans backwards and the gradient products and downloads the weight and bias gradients.
+template <class Net, class Device>
+class Engine : public ExternalEngine<Net> {
+  static_assert(std::is_same_v<typename Net::Scalar, float>, "the GPU engine needs SpikingNetwork<Task, float>");
+  template <class T>
+  using Array = typename Device::template Array<T>;
+
+ public:
+  template <class... A>
+  explicit Engine(A&&... device_args) : dev_(std::forward<A>(device_args)...) {}
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  Device& device() { return dev_; }
+
+  Matrix<float> forward(const Net& net, const Matrix<float>& Xb, const std::uint32_t* ids, DrawKey key) override {
+    const Index T = net.time_steps(), B = Xb.cols(), F = Xb.rows(), TB = T * B, L = net.num_layers();
+    T_ = T, B_ = B, L_ = L;
+    out_.resize(std::size_t(L));
+    grad_.resize(std::size_t(L));
+    weights_.resize(std::size_t(L));
+    bias_.resize(std::size_t(L));
+    x_.upload(Xb.data(), std::size_t(F * B));
+    ids_.upload(ids, std::size_t(B));
+    S_.reserve(std::size_t(F * TB));
+    const auto k = make_key(key.seed, RandomDomain::input_mask);
+    dev_.template launch<Encode>("encode", F * TB, S_.get(), x_.get(), ids_.get(), F, B, int(net.encoder().kind()), k[0], k[1],
+                                 key.stream);
+    const Index outputs = net.outputs();
+    readout_.reserve(std::size_t(outputs * B));
+    dev_.template launch<Fill>("fill", outputs * B, readout_.get(), 0.f);
+    for (Index l = 0; l < L; ++l) {
+      const auto& layer = net.layer(l);
+      const Index n = layer.outputs(), in = layer.inputs();
+      auto& W = weights_[std::size_t(l)];
+      W.upload(layer.weights().data(), std::size_t(n * in));
+      bias_[std::size_t(l)].upload(layer.bias().data(), std::size_t(n));
+      auto& A = out_[std::size_t(l)];
+      A.reserve(std::size_t(n * TB));
+      dev_.template launch<FillBias>("fill_bias", n * TB, A.get(), bias_[std::size_t(l)].get(), n);
+      if (l == 0) {
+        dev_.gemm(Op::n, Op::n, n, TB, in, W.get(), n, S_.get(), in, 1.f, A.get(), n);
+      } else if (T > 1) {
+        // Layer l reads at step t what layer l-1 emitted, o_{t-1}; step 0 gets the bias alone.
+        dev_.gemm(Op::n, Op::n, n, (T - 1) * B, in, W.get(), n, out_[std::size_t(l - 1)].get(), in, 1.f, A.get() + B * n, n);
+      }
+      const auto& nr = layer.neuron();
+      const bool last = l == L - 1;
+      dev_.template launch<ForwardScan>("forward_scan", n * B, A.get(), n * B, T, float(nr.decay), float(nr.threshold),
+                                        float(nr.penalty), int(nr.reset == Reset::subtract), last ? readout_.get() : nullptr,
+                                        net.readout().first_state(), net.readout().last_state());
+    }
+    Matrix<float> R(outputs, B);
+    readout_.download(R.data(), std::size_t(outputs * B));
+    if (net.readout().kind() == Readout::mean) R /= float(T - net.begin_eval());
+    return R;
+  }
+
+  void backward(Net& net, const Matrix<float>& Xb, const std::uint32_t* /*ids*/, DrawKey /*key*/,
+                const Matrix<float>& readout_grad) override {
+    const Index T = net.time_steps(), B = Xb.cols(), TB = T * B, L = net.num_layers(), F = Xb.rows();
+    if (T != T_ || B != B_ || L != L_)
+      throw Error("nmsnn GPU engine: backward() called without the matching forward() (time steps, batch or layers differ)");
+    Matrix<float> gv = readout_grad;
+    if (net.readout().kind() == Readout::mean) gv /= float(T - net.begin_eval());
+    gv_.upload(gv.data(), std::size_t(gv.size()));
+    // Last layer: dL/du from the readout's dL/dv (it has no dL/do).
+    {
+      const auto& layer = net.layer(L - 1);
+      const Index n = layer.outputs();
+      auto& D = grad_[std::size_t(L - 1)];
+      D.reserve(std::size_t(n * TB));
+      const auto& nr = layer.neuron();
+      dev_.template launch<BackwardScan>("backward_scan", n * B, D.get(), out_[std::size_t(L - 1)].get(), n * B, T,
+                                         float(nr.decay), float(nr.penalty / nr.threshold), int(nr.reset == Reset::subtract), 0,
+                                         static_cast<const float*>(gv_.get()), net.readout().first_state(),
+                                         net.readout().last_state());
+    }
+    for (Index l = L - 1; l >= 0; --l) {
+      auto& layer = net.layer(l);
+      const Index n = layer.outputs(), in = layer.inputs();
+      auto& D = grad_[std::size_t(l)];
+      dW_.reserve(std::size_t(n * in));
+      db_.reserve(std::size_t(n));
+      dev_.row_sums(n, TB, D.get(), n, db_.get());
+      if (l > 0) {
+        const auto& below = out_[std::size_t(l - 1)];
+        auto& Dbelow = grad_[std::size_t(l - 1)];
+        Dbelow.reserve(std::size_t(in * TB));
+        if (T > 1) {
+          // dW = dU[:, steps 1..T-1] O_{l-1}[:, steps 0..T-2]^T; dL/do_{t-1} of layer l-1 =
+          // W^T du_t, and zero at its last step.
+          dev_.gemm(Op::n, Op::t, n, in, (T - 1) * B, D.get() + B * n, n, below.get(), in, 0.f, dW_.get(), n);
+          dev_.gemm(Op::t, Op::n, in, (T - 1) * B, n, weights_[std::size_t(l)].get(), n, D.get() + B * n, n, 0.f, Dbelow.get(),
+                    in);
+          dev_.template launch<Fill>("fill", in * B, Dbelow.get() + (T - 1) * B * in, 0.f);
+        } else {
+          dev_.template launch<Fill>("fill", n * in, dW_.get(), 0.f);
+          dev_.template launch<Fill>("fill", in * TB, Dbelow.get(), 0.f);
+        }
+        const auto& nr = net.layer(l - 1).neuron();
+        dev_.template launch<BackwardScan>("backward_scan", in * B, Dbelow.get(), static_cast<const float*>(below.get()), in * B, T,
+                                           float(nr.decay), float(nr.penalty / nr.threshold), int(nr.reset == Reset::subtract), 1,
+                                           static_cast<const float*>(nullptr), Index(0), Index(-1));
+      } else {
+        // Layer 1: dW = sum_t du_t s_t^T over the encoded inputs kept from forward().
+        dev_.gemm(Op::n, Op::t, n, F, TB, D.get(), n, S_.get(), F, 0.f, dW_.get(), n);
+      }
+      layer.mutable_weight_gradient().resize(n, in);
+      layer.mutable_bias_gradient().resize(n);
+      dW_.download(layer.mutable_weight_gradient().data(), std::size_t(n * in));
+      db_.download(layer.mutable_bias_gradient().data(), std::size_t(n));
+    }
+  }
+
+ private:
+  Device dev_;
+  Index T_ = 0, B_ = 0, L_ = 0;
+  Array<float> x_, S_, readout_, gv_, dW_, db_;
+  Array<std::uint32_t> ids_;
+  std::vector<Array<float>> out_, grad_, weights_, bias_;
+};
+
+// ---- the host device ----
+
+/// Memory of HostDevice. Like device memory it is not initialised: new elements hold NaN
+/// (or all ones for integers), so that an engine that reads what it never wrote fails its
+/// tests instead of reading zeros by luck.
+template <class T>
+class HostArray {
+ public:
+  T* get() { return v_.data(); }
+  const T* get() const { return v_.data(); }
+  void reserve(std::size_t n) {
+    if (n <= v_.size()) return;
+    if constexpr (std::numeric_limits<T>::has_quiet_NaN) v_.assign(n, std::numeric_limits<T>::quiet_NaN());
+    else v_.assign(n, T(~T(0)));
+  }
+  void upload(const T* host, std::size_t n) {
+    reserve(n);
+    if (n) std::memcpy(v_.data(), host, n * sizeof(T));
+  }
+  void download(T* host, std::size_t n) const {
+    NMSNN_ASSERT(n <= v_.size());
+    if (n) std::memcpy(host, v_.data(), n * sizeof(T));
+  }
+
+ private:
+  std::vector<T> v_;
+};
+
+/// Times named launches and products when on (a device's kernel_seconds()).
+class KernelClock {
+ public:
+  void enable(bool on) { on_ = on; }
+  bool enabled() const { return on_; }
+  void add(const char* name, double seconds) {
+    auto& e = table_[name];
+    e.first += seconds;
+    ++e.second;
+  }
+  /// Seconds and calls per name since the last reset().
+  const std::map<std::string, std::pair<double, long>>& kernel_seconds() const { return table_; }
+  void reset() { table_.clear(); }
+
+ private:
+  bool on_ = false;
+  std::map<std::string, std::pair<double, long>> table_;
+};
+
+/// The kernels in host loops and the products with Eigen (single-threaded): a reference for
+/// the GPU path's logic on any machine. Its loops run i from n-1 down to 0, so that a kernel
+/// that depended on its threads' order would show it.
+class HostDevice : public KernelClock {
+ public:
+  template <class T>
+  using Array = HostArray<T>;
+
+  template <class K, class... A>
+  void launch(const char* name, Index n, A... args) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (Index i = n - 1; i >= 0; --i) K::run(i, args...);
+    if (enabled()) add(name, seconds_since(t0));
+  }
+
+  void gemm(Op ta, Op tb, Index m, Index n, Index k, const float* A, Index lda, const float* B, Index ldb, float beta, float* C,
+            Index ldc) {
+    const auto t0 = std::chrono::steady_clock::now();
+    using Map = Eigen::Map<const Matrix<float>, 0, Eigen::OuterStride<>>;
+    NMSNN_ASSERT(lda >= (ta == Op::n ? m : k) && ldb >= (tb == Op::n ? k : n) && ldc >= m);
+    const Map a(A, ta == Op::n ? m : k, ta == Op::n ? k : m, Eigen::OuterStride<>(lda));
+    const Map b(B, tb == Op::n ? k : n, tb == Op::n ? n : k, Eigen::OuterStride<>(ldb));
+    Eigen::Map<Matrix<float>, 0, Eigen::OuterStride<>> c(C, m, n, Eigen::OuterStride<>(ldc));
+    Matrix<float> p(m, n);
+    if (ta == Op::n && tb == Op::n) p.noalias() = a * b;
+    else if (ta == Op::n) p.noalias() = a * b.transpose();
+    else if (tb == Op::n) p.noalias() = a.transpose() * b;
+    else p.noalias() = a.transpose() * b.transpose();
+    if (beta == 0.f) c = p;  // as cuBLAS: C is not read
+    else c = p + beta * c;
+    if (enabled()) add("gemm", seconds_since(t0));
+  }
+
+  void row_sums(Index m, Index n, const float* A, Index lda, float* y) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Eigen::Map<Vector<float>>(y, m) = Eigen::Map<const Matrix<float>, 0, Eigen::OuterStride<>>(A, m, n, Eigen::OuterStride<>(lda)).rowwise().sum();
+    if (enabled()) add("row_sums", seconds_since(t0));
+  }
+
+ private:
+  static double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+};
+
+}  // namespace nmsnn::detail::device
