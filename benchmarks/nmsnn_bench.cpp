@@ -4,9 +4,9 @@
 //   nmsnn-bench WORKLOAD [--threads N] [--batches K] [--min-time S] [--chunk-bytes N]
 //                        [--device cpu|cuda|emulate]
 //
-// --device cuda (spiking workloads; the program built with NMSNN_CUDA=ON, nmsnn-bench-cuda)
-// runs the training passes on the GPU engine of nmsnn/cuda.hpp; --device emulate runs that
-// engine's code on the CPU (its host device: a check of the GPU path, not a speed). Both
+// --device cuda (the program built with NMSNN_CUDA=ON, nmsnn-bench-cuda) runs the training
+// passes on the GPU engines of nmsnn/cuda.hpp (Engine, or DenseEngine for the _mlp
+// workloads); --device emulate runs those engines' code on the CPU (its host device: a check of the GPU path, not a speed). Both
 // print, after the timed steps, one more JSON line from K profiled steps: each kernel's and
 // product's seconds per step, the scans' bytes per step and bandwidth (GB/s), and the
 // products' arithmetic per step and rate (TFLOP/s).
@@ -81,14 +81,19 @@ void device_profile(const std::string& name, const Workload& w, Net& net, Opt& o
   // Bytes the scans move per step: forward reads a_t and writes o_t (8 bytes per neuron,
   // sample and step); backward reads o_t and writes dL/du_t, and reads dL/do_t too below the
   // last layer (8 or 12 bytes). Products: every layer's forward and weight gradient, and the
-  // gradient passed down from each layer above the first; layer l >= 2 over T-1 steps.
+  // gradient passed down from each layer above the first; layer l >= 2 over T-1 steps. A
+  // dense network has no scans, and its products are 3 x its multiply-adds per sample.
   double scan_bytes = 0, gemm_flops = 0;
-  for (nmsnn::Index l = 0; l < net.num_layers(); ++l) {
-    const double n = double(net.layer(l).outputs()), in = double(net.layer(l).inputs());
-    const double cells = n * double(w.T * w.batch);
-    scan_bytes += 8 * cells + (l + 1 == net.num_layers() ? 8 : 12) * cells;
-    const double cols = double((l == 0 ? w.T : w.T - 1) * w.batch);
-    gemm_flops += 2 * n * in * cols * (l == 0 ? 2 : 3);
+  if constexpr (requires { net.time_steps(); }) {
+    for (nmsnn::Index l = 0; l < net.num_layers(); ++l) {
+      const double n = double(net.layer(l).outputs()), in = double(net.layer(l).inputs());
+      const double cells = n * double(w.T * w.batch);
+      scan_bytes += 8 * cells + (l + 1 == net.num_layers() ? 8 : 12) * cells;
+      const double cols = double((l == 0 ? w.T : w.T - 1) * w.batch);
+      gemm_flops += 2 * n * in * cols * (l == 0 ? 2 : 3);
+    }
+  } else {
+    gemm_flops = 2.0 * 3.0 * double(net.macs_per_sample()) * double(w.batch);
   }
   std::printf("{\"workload\": \"%s\", \"device\": \"%s\", \"profiled_steps\": %d, \"kernels\": {", name.c_str(),
               device.c_str(), steps);
@@ -125,22 +130,21 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
   Net net = make_net<Net>(w);
   nmsnn::detail::device::KernelClock* clock = nullptr;  // the device engine's, if any
   if (device != "cpu") {
-    if constexpr (spiking) {
-      if (device == "emulate") {
-        auto e = std::make_shared<nmsnn::detail::device::Engine<Net, nmsnn::detail::device::HostDevice>>();
-        clock = &e->device();
-        net.set_engine(e);
-      } else {
-#if defined(NMSNN_BENCH_CUDA)
-        auto e = std::make_shared<nmsnn::cuda::Engine<Net>>();
-        clock = &e->device();
-        net.set_engine(e);
-#else
-        throw nmsnn::ValueError("--device cuda: this nmsnn-bench was built without CUDA (use nmsnn-bench-cuda, NMSNN_CUDA=ON)");
-#endif
-      }
+    namespace dev = nmsnn::detail::device;
+    auto attach = [&](auto engine) {
+      clock = &engine->device();
+      net.set_engine(engine);
+    };
+    if (device == "emulate") {
+      if constexpr (spiking) attach(std::make_shared<dev::Engine<Net, dev::HostDevice>>());
+      else attach(std::make_shared<dev::DenseEngine<Net, dev::HostDevice>>());
     } else {
-      throw nmsnn::ValueError("--device " + device + ": the _mlp workloads run on the CPU only");
+#if defined(NMSNN_BENCH_CUDA)
+      if constexpr (spiking) attach(std::make_shared<nmsnn::cuda::Engine<Net>>());
+      else attach(std::make_shared<nmsnn::cuda::DenseEngine<Net>>());
+#else
+      throw nmsnn::ValueError("--device cuda: this nmsnn-bench was built without CUDA (use nmsnn-bench-cuda, NMSNN_CUDA=ON)");
+#endif
     }
   }
   [[maybe_unused]] const Eigen::Index T = spiking ? w.T : 1;
@@ -197,11 +201,12 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
   }
   if constexpr (!spiking) {
     const double flops = 2.0 * 3.0 * double(net.macs_per_sample()) * double(w.batch);
-    std::printf("{\"workload\": \"%s\", \"device\": \"cpu\", \"threads\": %d, \"batch\": %ld, \"T\": 1, "
+    std::printf("{\"workload\": \"%s\", \"device\": \"%s\", \"threads\": %d, \"batch\": %ld, \"T\": 1, "
                 "\"sec_per_batch\": %.6f, \"sample_steps_per_s\": %.1f, \"peak_rss_mib\": %.1f, \"gflops\": %.2f, "
                 "\"timed_steps\": %zu}\n",
-                name.c_str(), threads, long(w.batch), med, double(w.batch) / med, double(ru.ru_maxrss) / 1024.0,
+                name.c_str(), device.c_str(), threads, long(w.batch), med, double(w.batch) / med, double(ru.ru_maxrss) / 1024.0,
                 flops / med * 1e-9, times.size());
+    if (clock) device_profile(name, w, net, opt, *clock, Xb, Yb, ids, batches);
     return 0;
   } else {
 

@@ -6,6 +6,9 @@
 //   net.set_engine(std::make_shared<nmsnn::cuda::Engine<decltype(net)>>());   // device 0
 //   net.fit(X, y, adam, {.epochs = 10});                                        // the same API
 //
+//   nmsnn::DenseNetwork<nmsnn::BinaryClassification> mlp({...});                 // the baseline
+//   mlp.set_engine(std::make_shared<nmsnn::cuda::DenseEngine<decltype(mlp)>>());
+//
 // What runs on the GPU: the layer-wise, time-batched scheme of the CPU engine — the input
 // encoders drawing the same counter-based (Philox4x32-10) numbers as the CPU, so a seed gives
 // the same masks on both; all-steps products with cuBLAS; fused forward scans (leak,
@@ -201,6 +204,15 @@ template <class Net>
 class Engine : public nmsnn::detail::device::Engine<Net, Device> {
  public:
   explicit Engine(int device = 0) : nmsnn::detail::device::Engine<Net, Device>(device) {}
+};
+
+/// The GPU engine of a DenseNetwork<Task, float>: products, bias, ReLU, batch norm and
+/// dropout (the CPU's masks) forward and backward on the device; the running statistics'
+/// update, the loss and the optimiser on the CPU.
+template <class Net>
+class DenseEngine : public nmsnn::detail::device::DenseEngine<Net, Device> {
+ public:
+  explicit DenseEngine(int device = 0) : nmsnn::detail::device::DenseEngine<Net, Device>(device) {}
 };
 
 }  // namespace nmsnn::cuda

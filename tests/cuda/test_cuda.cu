@@ -1,4 +1,4 @@
-// GPU tests: the CUDA engine against the CPU engine (the cases of engine_parity.hpp).
+// GPU tests: the CUDA engines (spiking and dense) against the CPU engine (the cases of engine_parity.hpp).
 // Gradients of one step and weights after a few epochs agree to float rounding (documented
 // tolerance: 1e-4 relative to the largest magnitude for one step, 2e-3 after training);
 // predictions agree. Exits 77 (CTest: skipped) with a message when no GPU is present.
@@ -10,6 +10,10 @@
 #include "../engine_parity.hpp"
 
 namespace {
+// The spiking or the dense engine, as the network.
+template <class Net>
+using CudaEngine = std::conditional_t<test::dense_v<Net>, nmsnn::cuda::DenseEngine<Net>, nmsnn::cuda::Engine<Net>>;
+
 int failures = 0, checks = 0;
 void check(bool ok, const char* what, double value = 0) {
   ++checks;
@@ -26,10 +30,8 @@ int main() {
     return 77;
   }
   try {
-    test::parity_cases([](const char* name, auto task, const nmsnn::SpikingOptions& o, const Eigen::MatrixXd& X,
-                          const Eigen::VectorXd& y) {
-      using Task = typename decltype(task)::type;
-      const auto r = test::engine_parity<Task, nmsnn::cuda::Engine>(o, X, y);
+    test::parity_cases([](const char* name, const auto& net, const Eigen::MatrixXd& X, const Eigen::VectorXd& y) {
+      const auto r = test::engine_parity<CudaEngine>(net, X, y);
       std::printf("%s: loss cpu %.7f gpu %.7f\n", name, r.loss_cpu, r.loss_other);
       check(std::abs(r.loss_cpu - r.loss_other) <= 1e-4 * std::max(1.0, std::abs(r.loss_cpu)), "loss", r.loss_cpu - r.loss_other);
       for (std::size_t l = 0; l < r.weights.size(); ++l) {
@@ -39,7 +41,8 @@ int main() {
         check(r.bias_grad[l] <= 1e-4, "bias gradient", r.bias_grad[l]);
         check(r.weights[l] <= 2e-3, "weights after training", r.weights[l]);
       }
-      std::printf("  decision function rel. diff %.2e\n", r.decision);
+      std::printf("  batch norm rel. diff %.2e, decision function %.2e\n", r.batch_norm, r.decision);
+      check(r.batch_norm <= 2e-3, "batch norm", r.batch_norm);
       check(r.decision <= 5e-3, "decision function", r.decision);
     });
     bool threw = false;

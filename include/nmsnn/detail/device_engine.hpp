@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -28,6 +29,7 @@
 #include <vector>
 
 #include "nmsnn/core/random.hpp"
+#include "nmsnn/network/dense_network.hpp"
 #include "nmsnn/network/spiking_network.hpp"
 
 #if defined(__CUDACC__)
@@ -109,6 +111,104 @@ struct BackwardScan {
       D[idx] = du;
       du_next = du;
     }
+  }
+};
+
+/// z = max(z, 0).
+struct Relu {
+  NMSNN_HOST_DEVICE static void run(Index i, float* z) { z[i] = z[i] > 0.f ? z[i] : 0.f; }
+};
+
+/// a *= b, elementwise.
+struct Multiply {
+  NMSNN_HOST_DEVICE static void run(Index i, float* a, const float* b) { a[i] *= b[i]; }
+};
+
+/// Unit i of an n x B block H: the batch's mean and biased variance (double sums, as the
+/// CPU) into mean[i] and var[i], or, when batch_stats is 0, the running ones already there;
+/// inv_std[i] = 1 / sqrt(var + eps).
+struct BatchNormStats {
+  NMSNN_HOST_DEVICE static void run(Index i, const float* H, Index n, Index B, int batch_stats, double* mean, double* var,
+                                    float* inv_std, double eps) {
+    if (batch_stats) {
+      double sum = 0;
+      for (Index b = 0; b < B; ++b) sum += double(H[i + n * b]);
+      const double m = sum / double(B);
+      double sq = 0;
+      for (Index b = 0; b < B; ++b) {
+        const double d = double(H[i + n * b]) - m;
+        sq += d * d;
+      }
+      mean[i] = m;
+      var[i] = sq / double(B);
+    }
+    inv_std[i] = float(1.0 / sqrt(var[i] + eps));
+  }
+};
+
+/// Element idx of an n x B block: xhat = (h - mean) inv_std, out = xhat gamma + beta.
+struct BatchNormApply {
+  NMSNN_HOST_DEVICE static void run(Index idx, const float* H, Index n, const double* mean, const float* inv_std,
+                                    const float* gamma, const float* beta, float* xhat, float* out) {
+    const Index i = idx % n;
+    const float x = (H[idx] - float(mean[i])) * inv_std[i];
+    xhat[idx] = x;
+    out[idx] = x * gamma[i] + beta[i];
+  }
+};
+
+/// Inverted dropout of element idx (unit i, sample b) of an n x B block: the mask is 1/keep
+/// where lane 0 of Philox(counter {i, 0, sample id, stream}) is below keep (the CPU's draw),
+/// else 0; out = h mask.
+struct Dropout {
+  NMSNN_HOST_DEVICE static void run(Index idx, const float* H, Index n, const std::uint32_t* ids, std::uint32_t k0,
+                                    std::uint32_t k1, std::uint32_t stream, float keep, float* mask, float* out) {
+    const Index i = idx % n, b = idx / n;
+    const auto r = Philox4x32::generate({std::uint32_t(i), 0, ids[b], stream}, {k0, k1});
+    const float m = uniform01_24(r[0]) < keep ? 1.f / keep : 0.f;
+    mask[idx] = m;
+    out[idx] = H[idx] * m;
+  }
+};
+
+/// Unit i of the gradient G (n x B) reaching a batch norm's output: the gradients of gamma
+/// (sum G xhat) and beta (sum G), and the sums of dxhat = G gamma and of dxhat xhat.
+struct BatchNormBackwardSums {
+  NMSNN_HOST_DEVICE static void run(Index i, const float* G, const float* xhat, Index n, Index B, const float* gamma,
+                                    float* gamma_grad, float* beta_grad, float* sum_dxhat, float* sum_dxhat_xhat) {
+    float sg = 0, sgx = 0, sd = 0, sdx = 0;
+    for (Index b = 0; b < B; ++b) {
+      const float g = G[i + n * b], x = xhat[i + n * b], d = g * gamma[i];
+      sg += g;
+      sgx += g * x;
+      sd += d;
+      sdx += d * x;
+    }
+    gamma_grad[i] = sgx;
+    beta_grad[i] = sg;
+    sum_dxhat[i] = sd;
+    sum_dxhat_xhat[i] = sdx;
+  }
+};
+
+/// Element idx: G (reaching the batch norm's output) becomes the gradient at the ReLU's input
+/// (through the batch norm, with batch or running statistics, and the ReLU).
+struct BatchNormReluBackward {
+  NMSNN_HOST_DEVICE static void run(Index idx, float* G, const float* xhat, const float* relu, Index n, Index B, int batch_stats,
+                                    const float* gamma, const float* inv_std, const float* sum_dxhat,
+                                    const float* sum_dxhat_xhat) {
+    const Index i = idx % n;
+    const float dxhat = G[idx] * gamma[i];
+    const float g = batch_stats ? inv_std[i] / float(B) * (float(B) * dxhat - sum_dxhat[i] - xhat[idx] * sum_dxhat_xhat[i])
+                                : dxhat * inv_std[i];
+    G[idx] = relu[idx] > 0.f ? g : 0.f;
+  }
+};
+
+/// Element idx: the gradient through a ReLU (zero where its output is not positive).
+struct ReluBackward {
+  NMSNN_HOST_DEVICE static void run(Index idx, float* G, const float* relu) {
+    if (!(relu[idx] > 0.f)) G[idx] = 0.f;
   }
 };
 
@@ -238,6 +338,163 @@ class Engine : public ExternalEngine<Net> {
   Array<float> x_, S_, readout_, gv_, dW_, db_;
   Array<std::uint32_t> ids_;
   std::vector<Array<float>> out_, grad_, weights_, bias_;
+};
+
+
+/// Runs a DenseNetwork<Task, float>'s training passes on Device: per layer, the product and
+/// bias, ReLU, batch norm with the batch's statistics (or the running ones for a batch of
+/// one) and inverted dropout before the output layer, drawing the CPU's dropout masks; and
+/// backwards through all of them. The running statistics' update stays on the CPU (from
+/// batch_statistics()), as do the optimiser and the loss.
+template <class Net, class Device>
+class DenseEngine : public ExternalEngine<Net> {
+  static_assert(std::is_same_v<typename Net::Scalar, float>, "the GPU engine needs DenseNetwork<Task, float>");
+  template <class T>
+  using Array = typename Device::template Array<T>;
+
+ public:
+  template <class... A>
+  explicit DenseEngine(A&&... device_args) : dev_(std::forward<A>(device_args)...) {}
+  DenseEngine(const DenseEngine&) = delete;
+  DenseEngine& operator=(const DenseEngine&) = delete;
+
+  Device& device() { return dev_; }
+
+  Matrix<float> forward(const Net& net, const Matrix<float>& Xb, const std::uint32_t* ids, DrawKey key) override {
+    const Index L = net.num_layers(), B = Xb.cols();
+    B_ = B, L_ = L;
+    for (auto* v : {&W_, &b_, &z_, &xhat_, &bn_, &gamma_, &beta_, &inv_std_}) v->resize(std::size_t(L));
+    mean_.resize(std::size_t(L));
+    var_.resize(std::size_t(L));
+    input_.assign(std::size_t(L), nullptr);
+    batch_stats_.assign(std::size_t(L), 0);
+    units_.assign(std::size_t(L), 0);
+    x_.upload(Xb.data(), std::size_t(Xb.size()));
+    ids_.upload(ids, std::size_t(B));
+    input_[0] = x_.get();
+    const bool dropout = net.dropout() > 0;
+    for (Index l = 0; l < L; ++l) {
+      const auto& layer = net.layer(l);
+      const std::size_t u = std::size_t(l);
+      const Index n = layer.weights.rows(), in = layer.weights.cols();
+      units_[u] = n;
+      W_[u].upload(layer.weights.data(), std::size_t(n * in));
+      b_[u].upload(layer.bias.data(), std::size_t(n));
+      auto& Z = z_[u];
+      Z.reserve(std::size_t(n * B));
+      dev_.template launch<FillBias>("fill_bias", n * B, Z.get(), static_cast<const float*>(b_[u].get()), n);
+      dev_.gemm(Op::n, Op::n, n, B, in, W_[u].get(), n, input_[u], in, 1.f, Z.get(), n);
+      if (l + 1 == L) {
+        Matrix<float> out(n, B);
+        Z.download(out.data(), std::size_t(n * B));
+        return out;
+      }
+      dev_.template launch<Relu>("relu", n * B, Z.get());
+      const float* h = Z.get();
+      if (layer.gamma.size()) {
+        gamma_[u].upload(layer.gamma.data(), std::size_t(n));
+        beta_[u].upload(layer.beta.data(), std::size_t(n));
+        mean_[u].reserve(std::size_t(n));
+        var_[u].reserve(std::size_t(n));
+        inv_std_[u].reserve(std::size_t(n));
+        batch_stats_[u] = B > 1;
+        if (!batch_stats_[u]) {  // a batch of one: the running statistics
+          mean_[u].upload(layer.running_mean.data(), std::size_t(n));
+          var_[u].upload(layer.running_var.data(), std::size_t(n));
+        }
+        dev_.template launch<BatchNormStats>("batch_norm_stats", n, h, n, B, int(batch_stats_[u]), mean_[u].get(), var_[u].get(),
+                                             inv_std_[u].get(), Net::eps);
+        xhat_[u].reserve(std::size_t(n * B));
+        bn_[u].reserve(std::size_t(n * B));
+        dev_.template launch<BatchNormApply>("batch_norm", n * B, h, n, static_cast<const double*>(mean_[u].get()),
+                                             static_cast<const float*>(inv_std_[u].get()),
+                                             static_cast<const float*>(gamma_[u].get()),
+                                             static_cast<const float*>(beta_[u].get()), xhat_[u].get(), bn_[u].get());
+        h = bn_[u].get();
+      }
+      if (l + 2 == L && dropout) {  // inverted dropout on the output layer's input
+        const auto k = make_key(key.seed, RandomDomain::dropout);
+        mask_.reserve(std::size_t(n * B));
+        drop_.reserve(std::size_t(n * B));
+        dev_.template launch<Dropout>("dropout", n * B, h, n, static_cast<const std::uint32_t*>(ids_.get()), k[0], k[1], key.stream,
+                                      float(1.0 - net.dropout()), mask_.get(), drop_.get());
+        h = drop_.get();
+      }
+      input_[u + 1] = h;
+    }
+    return {};  // not reached: a network has an output layer
+  }
+
+  bool batch_statistics(Index l, Vector<double>& mean, Vector<double>& var) const override {
+    if (l < 0 || l >= L_ || !batch_stats_[std::size_t(l)]) return false;
+    const Index n = units_[std::size_t(l)];
+    mean.resize(n);
+    var.resize(n);
+    mean_[std::size_t(l)].download(mean.data(), std::size_t(n));
+    var_[std::size_t(l)].download(var.data(), std::size_t(n));
+    return true;
+  }
+
+  void backward(Net& net, const Matrix<float>& Xb, const std::uint32_t* /*ids*/, DrawKey /*key*/,
+                const Matrix<float>& output_grad) override {
+    const Index L = net.num_layers(), B = Xb.cols();
+    if (B != B_ || L != L_ || output_grad.cols() != B)
+      throw Error("nmsnn GPU engine: backward() called without the matching forward() (batch or layers differ)");
+    g_.upload(output_grad.data(), std::size_t(output_grad.size()));
+    for (Index l = L - 1; l >= 0; --l) {
+      auto& layer = net.layer(l);
+      const std::size_t u = std::size_t(l);
+      const Index n = layer.weights.rows(), in = layer.weights.cols();
+      dW_.reserve(std::size_t(n * in));
+      db_.reserve(std::size_t(n));
+      dev_.gemm(Op::n, Op::t, n, in, B, g_.get(), n, input_[u], in, 0.f, dW_.get(), n);
+      dev_.row_sums(n, B, g_.get(), n, db_.get());
+      layer.weight_grad.resize(n, in);
+      layer.bias_grad.resize(n);
+      dW_.download(layer.weight_grad.data(), std::size_t(n * in));
+      db_.download(layer.bias_grad.data(), std::size_t(n));
+      if (l == 0) break;
+      // The gradient at this layer's input, then back through the layer below's dropout,
+      // batch norm and ReLU.
+      gh_.reserve(std::size_t(in * B));
+      dev_.gemm(Op::t, Op::n, in, B, n, W_[u].get(), n, g_.get(), n, 0.f, gh_.get(), in);
+      if (l + 1 == L && net.dropout() > 0) dev_.template launch<Multiply>("dropout_backward", in * B, gh_.get(), static_cast<const float*>(mask_.get()));
+      auto& P = net.layer(l - 1);
+      const std::size_t p = u - 1;
+      if (P.gamma.size()) {
+        for (auto* a : {&gamma_grad_, &beta_grad_, &sum_dxhat_, &sum_dxhat_xhat_}) a->reserve(std::size_t(in));
+        dev_.template launch<BatchNormBackwardSums>("batch_norm_backward_sums", in, static_cast<const float*>(gh_.get()),
+                                                    static_cast<const float*>(xhat_[p].get()), in, B,
+                                                    static_cast<const float*>(gamma_[p].get()), gamma_grad_.get(),
+                                                    beta_grad_.get(), sum_dxhat_.get(), sum_dxhat_xhat_.get());
+        P.gamma_grad.resize(in);
+        P.beta_grad.resize(in);
+        gamma_grad_.download(P.gamma_grad.data(), std::size_t(in));
+        beta_grad_.download(P.beta_grad.data(), std::size_t(in));
+        dev_.template launch<BatchNormReluBackward>(
+            "batch_norm_relu_backward", in * B, gh_.get(), static_cast<const float*>(xhat_[p].get()),
+            static_cast<const float*>(z_[p].get()), in, B, int(batch_stats_[p]), static_cast<const float*>(gamma_[p].get()),
+            static_cast<const float*>(inv_std_[p].get()), static_cast<const float*>(sum_dxhat_.get()),
+            static_cast<const float*>(sum_dxhat_xhat_.get()));
+      } else {
+        dev_.template launch<ReluBackward>("relu_backward", in * B, gh_.get(), static_cast<const float*>(z_[p].get()));
+      }
+      std::swap(g_, gh_);
+    }
+  }
+
+ private:
+  Device dev_;
+  Index B_ = 0, L_ = 0;
+  Array<float> x_, mask_, drop_, g_, gh_, dW_, db_, gamma_grad_, beta_grad_, sum_dxhat_, sum_dxhat_xhat_;
+  Array<std::uint32_t> ids_;
+  // Per layer: weights, bias, the product (then its ReLU), batch norm's xhat and output, its
+  // gamma and beta, statistics and 1 / std.
+  std::vector<Array<float>> W_, b_, z_, xhat_, bn_, gamma_, beta_, inv_std_;
+  std::vector<Array<double>> mean_, var_;
+  std::vector<const float*> input_;  // each layer's input (device memory)
+  std::vector<char> batch_stats_;
+  std::vector<Index> units_;
 };
 
 // ---- the host device ----

@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -156,11 +157,26 @@ class DenseNetwork : public Estimator<DenseNetwork<Task, ScalarT>, Task, ScalarT
     return h;
   }
 
+  /// Runs the training passes (fit, train_step, compute_gradients) on another engine, such
+  /// as the GPU (nmsnn::cuda::DenseEngine); nullptr returns to the CPU. The optimiser, the
+  /// losses, the running statistics' update and inference stay on the CPU. Copies of the
+  /// network share the engine.
+  void set_engine(std::shared_ptr<ExternalEngine<DenseNetwork>> engine) { engine_ = std::move(engine); }
+  const std::shared_ptr<ExternalEngine<DenseNetwork>>& engine() const { return engine_; }
+
   /// Training forward pass (batch statistics, dropout keyed by (seed, stream, sample, unit)),
   /// keeping what backward_batch() needs; updates the running statistics.
   Matrix<Scalar> forward_train(const Matrix<Scalar>& Xb, const std::uint32_t* ids, DrawKey key) {
     const Index B = Xb.cols();
     cache_.assign(layers_.size(), {});
+    if (engine_) {
+      Matrix<Scalar> out = engine_->forward(*this, Xb, ids, key);
+      Vector<double> mean, var;
+      for (std::size_t l = 0; l + 1 < layers_.size(); ++l)
+        if (layers_[l].gamma.size() && engine_->batch_statistics(Index(l), mean, var))
+          for (Index i = 0; i < mean.size(); ++i) update_running(layers_[l], cache_[l], i, mean(i), var(i), B);
+      return out;
+    }
     Matrix<Scalar> h = Xb;
     for (std::size_t l = 0; l < layers_.size(); ++l) {
       Layer& L = layers_[l];
@@ -184,8 +200,6 @@ class DenseNetwork : public Estimator<DenseNetwork<Task, ScalarT>, Task, ScalarT
       c.relu = z.cwiseMax(Scalar(0));
       h = c.relu;
       if (L.gamma.size()) {
-        c.prev_mean = L.running_mean;  // for rollback_step()
-        c.prev_var = L.running_var;
         c.xhat.resize(h.rows(), B);
         c.inv_std.resize(h.rows());
         c.batch_stats = B > 1;
@@ -194,8 +208,7 @@ class DenseNetwork : public Estimator<DenseNetwork<Task, ScalarT>, Task, ScalarT
           if (c.batch_stats) {
             mean = h.row(i).template cast<double>().mean();
             var = (h.row(i).template cast<double>().array() - mean).square().mean();
-            L.running_mean(i) = (1 - momentum) * L.running_mean(i) + momentum * mean;
-            L.running_var(i) = (1 - momentum) * L.running_var(i) + momentum * var * double(B) / double(B - 1);
+            update_running(L, c, i, mean, var, B);
           } else {
             mean = L.running_mean(i);
             var = L.running_var(i);
@@ -210,8 +223,11 @@ class DenseNetwork : public Estimator<DenseNetwork<Task, ScalarT>, Task, ScalarT
   }
 
   /// Backward pass after forward_train(): dL/doutput (outputs x B) in, gradients out.
-  void backward_batch(const Matrix<Scalar>& /*Xb*/, const std::uint32_t* /*ids*/, DrawKey /*key*/,
-                      const Matrix<Scalar>& grad) {
+  void backward_batch(const Matrix<Scalar>& Xb, const std::uint32_t* ids, DrawKey key, const Matrix<Scalar>& grad) {
+    if (engine_) {
+      engine_->backward(*this, Xb, ids, key, grad);
+      return;
+    }
     Matrix<Scalar> g = grad;  // gradient with respect to the current layer's output z
     for (std::size_t l = layers_.size(); l-- > 0;) {
       Layer& L = layers_[l];
@@ -266,6 +282,18 @@ class DenseNetwork : public Estimator<DenseNetwork<Task, ScalarT>, Task, ScalarT
   double dropout_ = 0;
   std::vector<Layer> layers_;
   std::vector<Cache> cache_;
+  std::shared_ptr<ExternalEngine<DenseNetwork>> engine_;
+
+  // Running statistics of unit i from a batch of B's mean and biased variance (PyTorch's
+  // momentum and unbiased variance), keeping the previous ones for rollback_step().
+  static void update_running(Layer& L, Cache& c, Index i, double mean, double var, Index B) {
+    if (c.prev_mean.size() == 0) {
+      c.prev_mean = L.running_mean;
+      c.prev_var = L.running_var;
+    }
+    L.running_mean(i) = (1 - momentum) * L.running_mean(i) + momentum * mean;
+    L.running_var(i) = (1 - momentum) * L.running_var(i) + momentum * var * double(B) / double(B - 1);
+  }
 };
 
 template <FloatingScalar Scalar = float>

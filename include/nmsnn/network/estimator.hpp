@@ -24,6 +24,23 @@
 
 namespace nmsnn {
 
+/// Another engine for a network's training passes (the GPU path of nmsnn/cuda.hpp implements
+/// it; set_engine on SpikingNetwork and DenseNetwork). forward() returns the network's output
+/// (outputs x B) and keeps what backward() needs; backward() writes every parameter's
+/// gradient. A dense network with batch norm asks batch_statistics() after forward() for
+/// the batch's mean and (biased) variance of layer l's units, to update its running ones.
+template <class Net>
+class ExternalEngine {
+ public:
+  using Scalar = typename Net::Scalar;
+  virtual ~ExternalEngine() = default;
+  virtual Matrix<Scalar> forward(const Net& net, const Matrix<Scalar>& Xb, const std::uint32_t* ids, DrawKey key) = 0;
+  virtual void backward(Net& net, const Matrix<Scalar>& Xb, const std::uint32_t* ids, DrawKey key,
+                        const Matrix<Scalar>& output_grad) = 0;
+  /// False when the last forward() used no batch statistics for layer l.
+  virtual bool batch_statistics(Index /*l*/, Vector<double>& /*mean*/, Vector<double>& /*var*/) const { return false; }
+};
+
 template <class Derived, class Task, class ScalarT>
 class Estimator {
  public:

@@ -46,19 +46,6 @@ struct SpikingOptions {
   std::uint64_t seed = 0;              ///< initial weights, input masks and shuffles
 };
 
-/// Another engine for a network's training passes (the GPU path of nmsnn/cuda.hpp implements
-/// it). forward() returns the readout (outputs x B) and keeps what backward() needs;
-/// backward() writes every layer's weight and bias gradients.
-template <class Net>
-class ExternalEngine {
- public:
-  using Scalar = typename Net::Scalar;
-  virtual ~ExternalEngine() = default;
-  virtual Matrix<Scalar> forward(const Net& net, const Matrix<Scalar>& Xb, const std::uint32_t* ids, DrawKey key) = 0;
-  virtual void backward(Net& net, const Matrix<Scalar>& Xb, const std::uint32_t* ids, DrawKey key,
-                        const Matrix<Scalar>& readout_grad) = 0;
-};
-
 template <TaskType Task, FloatingScalar ScalarT = float>
 class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, ScalarT> {
   using Base = Estimator<SpikingNetwork<Task, ScalarT>, Task, ScalarT>;
@@ -153,6 +140,9 @@ class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, Sca
   // Rows of layer 1's outputs where its forward and backward are fused kernels below a thin
   // layer 2: its neurons rounded up to whole vectors of the kernels (see run_forward).
   Index layer1_rows() const;
+  // Whether layer 2 is thin enough (<= detail::fused_max_thin neurons) for the fused passes
+  // of layer 1 to take its currents and gradient (false where the fused kernels are not built).
+  bool thin_layer2() const;
 };
 
 template <FloatingScalar Scalar = float>

@@ -92,10 +92,19 @@ Index SpikingNetwork<Task, S>::widest_hidden() const {
 }
 
 template <TaskType Task, FloatingScalar S>
+bool SpikingNetwork<Task, S>::thin_layer2() const {
+#if defined(NMSNN_FUSED_SCAN)
+  return num_layers() >= 2 && layers_[1].outputs() <= detail::fused_max_thin;
+#else
+  return false;
+#endif
+}
+
+template <TaskType Task, FloatingScalar S>
 Index SpikingNetwork<Task, S>::layer1_rows() const {
   const Index n = layers_[0].outputs();
 #if defined(NMSNN_FUSED_SCAN)
-  if (num_layers() >= 2 && layers_[1].outputs() <= detail::fused_max_thin && n > layers_[1].outputs()) {
+  if (thin_layer2() && n > layers_[1].outputs()) {
     constexpr Index lanes = detail::thin_vector_bytes / Index(sizeof(S));
     return (n + lanes - 1) / lanes * lanes;
   }
@@ -152,15 +161,17 @@ void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32
   Matrix<S> W2T, W1, b1;
 #if defined(NMSNN_FUSED_SCAN)
   fused = dense_input && F <= detail::fused_max_inputs;
-  if (fused && L >= 2 && layers_[1].outputs() <= detail::fused_max_thin) {
+  if (fused && thin_layer2()) {
     K2 = layers_[1].outputs();
     rows = layer1_rows();
     W2T.setZero(rows, K2);
     W2T.topRows(layers_[0].outputs()) = layers_[1].weights().transpose();
-    W1.setZero(rows, F);
-    W1.topRows(layers_[0].outputs()) = layers_[0].weights();
-    b1.setZero(rows, 1);
-    b1.topRows(layers_[0].outputs()) = layers_[0].bias();
+    if (rows > layers_[0].outputs()) {  // the padded copies of W1 and b1
+      W1.setZero(rows, F);
+      W1.topRows(layers_[0].outputs()) = layers_[0].weights();
+      b1.setZero(rows, 1);
+      b1.topRows(layers_[0].outputs()) = layers_[0].bias();
+    }
   }
 #endif
   for (Index l = 0; l < L; ++l)
@@ -205,7 +216,7 @@ void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32
 #if defined(NMSNN_FUSED_SCAN)
         if (fused) {
           const bool last = l == L - 1;
-          const bool padded = K2 > 0;  // then on W1, b1: the weights and bias with `rows` rows
+          const bool padded = rows > n;  // then on W1, b1: the weights and bias with `rows` rows
           detail::forward_product_scan_dispatch<S>(
               layer.neuron().reset, int(K2), a, padded ? W1.data() : layer.weights().data(), padded ? rows : n, F,
               E.data(), padded ? b1.data() : layer.bias().data(), steps, B,
@@ -317,7 +328,7 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
   int fused_inputs = 0;
   Matrix<S> W2T, dW1p;  // (dW1p: layer 1's weight gradient with rows1 rows, when the pass makes it)
 #if defined(NMSNN_FUSED_SCAN)
-  fused = L >= 2 && K2 <= detail::fused_max_thin && n1 > K2;
+  fused = thin_layer2() && n1 > K2;  // as layer1_rows pads
   if (fused) {
     W2T.setZero(rows1, K2);
     W2T.topRows(n1) = layers_[1].weights().transpose();
