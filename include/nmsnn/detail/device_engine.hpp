@@ -212,25 +212,41 @@ struct ReluBackward {
   }
 };
 
-// ---- the engine ----
+// ---- the engines ----
+
+/// What both engines share: the device (made from the constructor's arguments, and
+/// destroyed after the engine's arrays), and float networks only.
+template <class Net, class Device>
+class EngineBase : public ExternalEngine<Net> {
+  static_assert(std::is_same_v<typename Net::Scalar, float>, "the GPU engines need a network of float (Scalar = float)");
+
+ public:
+  template <class... A>
+  explicit EngineBase(A&&... device_args) : dev_(std::forward<A>(device_args)...) {}
+  EngineBase(const EngineBase&) = delete;
+  EngineBase& operator=(const EngineBase&) = delete;
+
+  Device& device() { return dev_; }
+
+ protected:
+  template <class T>
+  using Array = typename Device::template Array<T>;
+  Device dev_;
+};
 
 /// Runs a SpikingNetwork<Task, float>'s training passes on Device (see the top of this file
 /// and nmsnn/cuda.hpp): forward() uploads the batch once, encodes it on the device, runs
 /// every layer's all-steps product and scan and returns the readout; backward() runs the
 /// scans backwards and the gradient products and downloads the weight and bias gradients.
 template <class Net, class Device>
-class Engine : public ExternalEngine<Net> {
-  static_assert(std::is_same_v<typename Net::Scalar, float>, "the GPU engine needs SpikingNetwork<Task, float>");
+class Engine : public EngineBase<Net, Device> {
+  using Base = EngineBase<Net, Device>;
   template <class T>
-  using Array = typename Device::template Array<T>;
+  using Array = typename Base::template Array<T>;
+  using Base::dev_;
 
  public:
-  template <class... A>
-  explicit Engine(A&&... device_args) : dev_(std::forward<A>(device_args)...) {}
-  Engine(const Engine&) = delete;
-  Engine& operator=(const Engine&) = delete;
-
-  Device& device() { return dev_; }
+  using Base::Base;
 
   Matrix<float> forward(const Net& net, const Matrix<float>& Xb, const std::uint32_t* ids, DrawKey key) override {
     const Index T = net.time_steps(), B = Xb.cols(), F = Xb.rows(), TB = T * B, L = net.num_layers();
@@ -333,7 +349,6 @@ class Engine : public ExternalEngine<Net> {
   }
 
  private:
-  Device dev_;
   Index T_ = 0, B_ = 0, L_ = 0;
   Array<float> x_, S_, readout_, gv_, dW_, db_;
   Array<std::uint32_t> ids_;
@@ -347,18 +362,14 @@ class Engine : public ExternalEngine<Net> {
 /// backwards through all of them. The running statistics' update stays on the CPU (from
 /// batch_statistics()), as do the optimiser and the loss.
 template <class Net, class Device>
-class DenseEngine : public ExternalEngine<Net> {
-  static_assert(std::is_same_v<typename Net::Scalar, float>, "the GPU engine needs DenseNetwork<Task, float>");
+class DenseEngine : public EngineBase<Net, Device> {
+  using Base = EngineBase<Net, Device>;
   template <class T>
-  using Array = typename Device::template Array<T>;
+  using Array = typename Base::template Array<T>;
+  using Base::dev_;
 
  public:
-  template <class... A>
-  explicit DenseEngine(A&&... device_args) : dev_(std::forward<A>(device_args)...) {}
-  DenseEngine(const DenseEngine&) = delete;
-  DenseEngine& operator=(const DenseEngine&) = delete;
-
-  Device& device() { return dev_; }
+  using Base::Base;
 
   Matrix<float> forward(const Net& net, const Matrix<float>& Xb, const std::uint32_t* ids, DrawKey key) override {
     const Index L = net.num_layers(), B = Xb.cols();
@@ -484,7 +495,6 @@ class DenseEngine : public ExternalEngine<Net> {
   }
 
  private:
-  Device dev_;
   Index B_ = 0, L_ = 0;
   Array<float> x_, mask_, drop_, g_, gh_, dW_, db_, gamma_grad_, beta_grad_, sum_dxhat_, sum_dxhat_xhat_;
   Array<std::uint32_t> ids_;
