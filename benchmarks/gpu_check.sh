@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # The GPU path's checks on a machine with an NVIDIA GPU, in one run: builds test_cuda and
 # nmsnn-bench-cuda with nvcc directly (no CMake packages needed: Eigen's and nlohmann-json's
-# headers are given as folders), runs the parity tests, then times mnist and binary on the GPU
-# engine beside the PyTorch reference on the same GPU, alternating, and prints the ratios and
-# the scan kernels' profile.
+# headers are given as folders), runs the parity tests, then times the workloads on the GPU
+# engines beside the PyTorch reference on the same GPU, alternating, and prints the ratios and
+# the kernels' profile.
 #
 #   benchmarks/gpu_check.sh [--eigen DIR] [--json DIR] [--ref PATH] [--arch sm_90] [--out DIR]
 #                           [--rounds R] [--batches K] [--workloads "mnist binary"]
 #
 # Defaults: /usr/include/eigen3, /usr/include (nlohmann/json.hpp), the reference at
-# ../shared/anchors/pynmsnn_reference.py, sm_90 (H100/H200), out ./gpu-check, 2 rounds of
-# 5 batches; PYTHON (default python3) runs the reference. Everything printed is also written to OUT/gpu_check.log.
+# ../shared/anchors/pynmsnn_reference.py, sm_90 (H100/H200), out ./gpu-check, the workloads
+# mnist, binary and their _mlp (the dense engine), 2 rounds of 5 batches; PYTHON (default
+# python3) runs the reference. Everything printed is also written to OUT/gpu_check.log.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 eigen=/usr/include/eigen3 json=/usr/include ref=$here/../shared/anchors/pynmsnn_reference.py
-arch=sm_90 out=$here/gpu-check rounds=2 batches=5 workloads="mnist binary"
+arch=sm_90 out=$here/gpu-check rounds=2 batches=5 workloads="mnist binary mnist_mlp binary_mlp"
 while [ $# -gt 0 ]; do
   case $1 in
     --eigen) eigen=$2; shift 2 ;;

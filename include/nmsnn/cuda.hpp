@@ -128,9 +128,9 @@ class Device : public nmsnn::detail::device::KernelClock {
   /// Uses device `device`; throws CudaError when there is none.
   explicit Device(int device = 0) {
     const int n = device_count();
-    if (n == 0) throw CudaError("nmsnn::cuda::Engine: no CUDA device (cudaGetDeviceCount found none)");
+    if (n == 0) throw CudaError("nmsnn::cuda: no CUDA device (cudaGetDeviceCount found none)");
     if (device < 0 || device >= n)
-      throw CudaError("nmsnn::cuda::Engine: device " + std::to_string(device) + " does not exist (" + std::to_string(n) + " found)");
+      throw CudaError("nmsnn::cuda: device " + std::to_string(device) + " does not exist (" + std::to_string(n) + " found)");
     NMSNN_CUDA_CHECK(cudaSetDevice(device));
     NMSNN_CUDA_CHECK(cublasCreate(&blas_));
     NMSNN_CUDA_CHECK(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));
