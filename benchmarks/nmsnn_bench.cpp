@@ -75,9 +75,9 @@ void device_profile(const std::string& name, const Workload& w, Net& net, Opt& o
                     const nmsnn::Matrix<float>& Xb, const nmsnn::Matrix<float>& Yb, const std::vector<std::uint32_t>& ids,
                     int steps) {
   clock.reset();
-  clock.enable(true);
+  clock.set_profiling(true);
   for (int i = 0; i < steps; ++i) train_step(net, opt, Xb, Yb, ids);
-  clock.enable(false);
+  clock.set_profiling(false);
   // Bytes the scans move per step: forward reads a_t and writes o_t (8 bytes per neuron,
   // sample and step); backward reads o_t and writes dL/du_t, and reads dL/do_t too below the
   // last layer (8 or 12 bytes). Products: every layer's forward and weight gradient, and the

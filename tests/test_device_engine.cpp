@@ -103,7 +103,7 @@ TEST_CASE("GPU engine: backward without its forward is an error, and profiling n
   const nmsnn::Matrix<float> Xb = nmsnn::Matrix<float>::Random(4, 8);
   const std::vector<std::uint32_t> ids = {0, 1, 2, 3, 4, 5, 6, 7};
   CHECK_THROWS_AS(engine->backward(net, Xb, ids.data(), {}, nmsnn::Matrix<float>::Zero(1, 8)), nmsnn::Error);
-  engine->device().enable(true);
+  engine->device().set_profiling(true);
   const auto R = engine->forward(net, Xb, ids.data(), {});
   CHECK(R.rows() == 1);
   CHECK(R.cols() == 8);

@@ -116,7 +116,7 @@ __global__ void grid_stride(Index n, A... args) {
 
 /// The CUDA device of the engine (nmsnn/detail/device_engine.hpp): cuBLAS products in full
 /// fp32 (no TF32, so that results agree with the CPU to float rounding), the kernels of
-/// detail::device launched 256 threads a block. With profiling on (set_profiling), each
+/// detail::device launched 256 threads a block. With profiling on (set_profiling(true)), each
 /// launch and product is timed by CUDA events (which synchronises after each: for
 /// measurements only).
 class Device : public nmsnn::detail::device::KernelClock {
@@ -181,7 +181,7 @@ class Device : public nmsnn::detail::device::KernelClock {
   Index ones_n_ = 0;
 
   void begin() {
-    if (!enabled()) return;
+    if (!profiling()) return;
     if (!start_) {
       NMSNN_CUDA_CHECK(cudaEventCreate(&start_));
       NMSNN_CUDA_CHECK(cudaEventCreate(&stop_));
@@ -189,7 +189,7 @@ class Device : public nmsnn::detail::device::KernelClock {
     NMSNN_CUDA_CHECK(cudaEventRecord(start_));
   }
   void end(const char* name) {
-    if (!enabled()) return;
+    if (!profiling()) return;
     NMSNN_CUDA_CHECK(cudaEventRecord(stop_));
     NMSNN_CUDA_CHECK(cudaEventSynchronize(stop_));
     float ms = 0;

@@ -538,8 +538,8 @@ class HostArray {
 /// Times named launches and products when on (a device's kernel_seconds()).
 class KernelClock {
  public:
-  void enable(bool on) { on_ = on; }
-  bool enabled() const { return on_; }
+  void set_profiling(bool on) { on_ = on; }
+  bool profiling() const { return on_; }
   void add(const char* name, double seconds) {
     auto& e = table_[name];
     e.first += seconds;
@@ -566,7 +566,7 @@ class HostDevice : public KernelClock {
   void launch(const char* name, Index n, A... args) {
     const auto t0 = std::chrono::steady_clock::now();
     for (Index i = n - 1; i >= 0; --i) K::run(i, args...);
-    if (enabled()) add(name, seconds_since(t0));
+    if (profiling()) add(name, seconds_since(t0));
   }
 
   void gemm(Op ta, Op tb, Index m, Index n, Index k, const float* A, Index lda, const float* B, Index ldb, float beta, float* C,
@@ -584,13 +584,13 @@ class HostDevice : public KernelClock {
     else p.noalias() = a.transpose() * b.transpose();
     if (beta == 0.f) c = p;  // as cuBLAS: C is not read
     else c = p + beta * c;
-    if (enabled()) add("gemm", seconds_since(t0));
+    if (profiling()) add("gemm", seconds_since(t0));
   }
 
   void row_sums(Index m, Index n, const float* A, Index lda, float* y) {
     const auto t0 = std::chrono::steady_clock::now();
     Eigen::Map<Vector<float>>(y, m) = Eigen::Map<const Matrix<float>, 0, Eigen::OuterStride<>>(A, m, n, Eigen::OuterStride<>(lda)).rowwise().sum();
-    if (enabled()) add("row_sums", seconds_since(t0));
+    if (profiling()) add("row_sums", seconds_since(t0));
   }
 
  private:
