@@ -69,6 +69,25 @@ void train_step(Net& net, Opt& opt, const nmsnn::Matrix<float>& Xb, const nmsnn:
   nmsnn::detail::guarded_step<float>(std::span<const nmsnn::Parameter<float>>(params), opt, loss, "bench");
 }
 
+/// Arithmetic of the products of one training step on a device engine (every input at every
+/// step: the device does not skip zeros). Spiking: each layer's forward and weight gradient,
+/// and the gradient passed down from each layer above the first, layer l >= 2 over T-1 steps.
+/// Dense: 3 x its multiply-adds per sample, 2 FLOP each.
+template <class Net>
+double device_step_flops(const Net& net, const Workload& w) {
+  if constexpr (requires { net.time_steps(); }) {
+    double flops = 0;
+    for (nmsnn::Index l = 0; l < net.num_layers(); ++l) {
+      const double n = double(net.layer(l).outputs()), in = double(net.layer(l).inputs());
+      const double cols = double((l == 0 ? w.T : w.T - 1) * w.batch);
+      flops += 2 * n * in * cols * (l == 0 ? 2 : 3);
+    }
+    return flops;
+  } else {
+    return 2.0 * 3.0 * double(net.macs_per_sample()) * double(w.batch);
+  }
+}
+
 /// Prints the profile of K training steps on a device engine (see the top of this file).
 template <class Net, class Opt>
 void device_profile(const std::string& name, const Workload& w, Net& net, Opt& opt, nmsnn::detail::device::KernelClock& clock,
@@ -80,21 +99,14 @@ void device_profile(const std::string& name, const Workload& w, Net& net, Opt& o
   clock.set_profiling(false);
   // Bytes the scans move per step: forward reads a_t and writes o_t (8 bytes per neuron,
   // sample and step); backward reads o_t and writes dL/du_t, and reads dL/do_t too below the
-  // last layer (8 or 12 bytes). Products: every layer's forward and weight gradient, and the
-  // gradient passed down from each layer above the first; layer l >= 2 over T-1 steps. A
-  // dense network has no scans, and its products are 3 x its multiply-adds per sample.
-  double scan_bytes = 0, gemm_flops = 0;
-  if constexpr (requires { net.time_steps(); }) {
+  // last layer (8 or 12 bytes). A dense network has no scans.
+  double scan_bytes = 0;
+  if constexpr (requires { net.time_steps(); })
     for (nmsnn::Index l = 0; l < net.num_layers(); ++l) {
-      const double n = double(net.layer(l).outputs()), in = double(net.layer(l).inputs());
-      const double cells = n * double(w.T * w.batch);
+      const double cells = double(net.layer(l).outputs()) * double(w.T * w.batch);
       scan_bytes += 8 * cells + (l + 1 == net.num_layers() ? 8 : 12) * cells;
-      const double cols = double((l == 0 ? w.T : w.T - 1) * w.batch);
-      gemm_flops += 2 * n * in * cols * (l == 0 ? 2 : 3);
     }
-  } else {
-    gemm_flops = 2.0 * 3.0 * double(net.macs_per_sample()) * double(w.batch);
-  }
+  const double gemm_flops = device_step_flops(net, w);
   std::printf("{\"workload\": \"%s\", \"device\": \"%s\", \"profiled_steps\": %d, \"kernels\": {", name.c_str(),
               device.c_str(), steps);
   double scan_s = 0, gemm_s = 0;
@@ -188,8 +200,7 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
   getrusage(RUSAGE_SELF, &ru);
   if constexpr (spiking) {
     if (clock) {
-      // Arithmetic of one step on the GPU (dense: every input at every step).
-      const double flops = 2.0 * 3.0 * double(w.hidden * w.inputs + w.outputs * w.hidden) * double(w.T * w.batch);
+      const double flops = device_step_flops(net, w);
       std::printf("{\"workload\": \"%s\", \"device\": \"%s\", \"threads\": %d, \"batch\": %ld, \"T\": %ld, "
                   "\"sec_per_batch\": %.6f, \"sample_steps_per_s\": %.1f, \"peak_rss_mib\": %.1f, \"tflops\": %.3f, "
                   "\"timed_steps\": %zu}\n",
@@ -200,7 +211,7 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
     }
   }
   if constexpr (!spiking) {
-    const double flops = 2.0 * 3.0 * double(net.macs_per_sample()) * double(w.batch);
+    const double flops = device_step_flops(net, w);  // the CPU's dense products too
     std::printf("{\"workload\": \"%s\", \"device\": \"%s\", \"threads\": %d, \"batch\": %ld, \"T\": 1, "
                 "\"sec_per_batch\": %.6f, \"sample_steps_per_s\": %.1f, \"peak_rss_mib\": %.1f, \"gflops\": %.2f, "
                 "\"timed_steps\": %zu}\n",

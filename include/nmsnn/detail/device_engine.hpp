@@ -157,15 +157,13 @@ struct BatchNormApply {
   }
 };
 
-/// Inverted dropout of element idx (unit i, sample b) of an n x B block: the mask is 1/keep
-/// where lane 0 of Philox(counter {i, 0, sample id, stream}) is below keep (the CPU's draw),
-/// else 0; out = h mask.
+/// Inverted dropout of element idx (unit i, sample b) of an n x B block: the CPU's mask
+/// (dropout_factor), and out = h mask.
 struct Dropout {
   NMSNN_HOST_DEVICE static void run(Index idx, const float* H, Index n, const std::uint32_t* ids, std::uint32_t k0,
                                     std::uint32_t k1, std::uint32_t stream, float keep, float* mask, float* out) {
     const Index i = idx % n, b = idx / n;
-    const auto r = Philox4x32::generate({std::uint32_t(i), 0, ids[b], stream}, {k0, k1});
-    const float m = uniform01_24(r[0]) < keep ? 1.f / keep : 0.f;
+    const float m = dropout_factor(std::uint32_t(i), ids[b], stream, {k0, k1}, keep);
     mask[idx] = m;
     out[idx] = H[idx] * m;
   }
@@ -395,11 +393,7 @@ class DenseEngine : public EngineBase<Net, Device> {
       Z.reserve(std::size_t(n * B));
       dev_.template launch<FillBias>("fill_bias", n * B, Z.get(), static_cast<const float*>(b_[u].get()), n);
       dev_.gemm(Op::n, Op::n, n, B, in, W_[u].get(), n, input_[u], in, 1.f, Z.get(), n);
-      if (l + 1 == L) {
-        Matrix<float> out(n, B);
-        Z.download(out.data(), std::size_t(n * B));
-        return out;
-      }
+      if (l + 1 == L) break;  // the output layer: its product is the output
       dev_.template launch<Relu>("relu", n * B, Z.get());
       const float* h = Z.get();
       if (layer.gamma.size()) {
@@ -433,7 +427,9 @@ class DenseEngine : public EngineBase<Net, Device> {
       }
       input_[u + 1] = h;
     }
-    return {};  // not reached: a network has an output layer
+    Matrix<float> out(net.outputs(), B);
+    z_.back().download(out.data(), std::size_t(out.size()));
+    return out;
   }
 
   bool batch_statistics(Index l, Vector<double>& mean, Vector<double>& var) const override {

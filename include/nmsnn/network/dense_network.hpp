@@ -34,6 +34,16 @@ struct DenseOptions {
 };
 
 namespace detail {
+/// Inverted dropout's factor for unit `unit` of sample `sample`: 1 / keep where lane 0 of
+/// Philox(key; counter {unit, 0, sample, stream}) is below keep, else 0. constexpr, so that
+/// the GPU engine's kernel (nmsnn/detail/device_engine.hpp) draws the same masks.
+template <class Scalar>
+constexpr Scalar dropout_factor(std::uint32_t unit, std::uint32_t sample, std::uint32_t stream, Philox4x32::Key key,
+                                Scalar keep) {
+  const auto r = Philox4x32::generate({unit, 0, sample, stream}, key);
+  return uniform01_24(r[0]) < float(keep) ? Scalar(1) / keep : Scalar(0);
+}
+
 template <class Task>
 std::vector<Index> dense_default_hidden() {
   if constexpr (std::is_same_v<Task, BinaryClassification>) return {64, 64};
@@ -188,10 +198,7 @@ class DenseNetwork : public Estimator<DenseNetwork<Task, ScalarT>, Task, ScalarT
         const auto pkey = make_key(key.seed, RandomDomain::dropout);
         const Scalar keep = Scalar(1.0 - dropout_);
         for (Index b = 0; b < B; ++b)
-          for (Index i = 0; i < h.rows(); ++i) {
-            const auto r = Philox4x32::generate({std::uint32_t(i), 0, ids[b], key.stream}, pkey);
-            c.mask(i, b) = uniform01_24(r[0]) < float(keep) ? Scalar(1) / keep : Scalar(0);
-          }
+          for (Index i = 0; i < h.rows(); ++i) c.mask(i, b) = detail::dropout_factor(std::uint32_t(i), ids[b], key.stream, pkey, keep);
         c.input = h.cwiseProduct(c.mask);
       }
       Matrix<Scalar> z = L.weights * c.input;
