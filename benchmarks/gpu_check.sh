@@ -7,6 +7,12 @@
 #
 #   benchmarks/gpu_check.sh [--eigen DIR] [--json DIR] [--ref PATH] [--arch sm_90] [--out DIR]
 #                           [--rounds R] [--batches K] [--workloads "mnist binary"]
+#                           [--bin DIR] [--build-only] [--sanitize SECONDS]
+#
+# --build-only builds the two programs into OUT and stops (on a machine with nvcc and no GPU);
+# --bin DIR then runs those programs from DIR instead of building, when they load there (any
+# missing shared library: they are built as usual); --sanitize S runs test_cuda once more
+# under compute-sanitizer's memcheck, for at most S seconds, after the benchmark.
 #
 # Defaults: /usr/include/eigen3, /usr/include (nlohmann/json.hpp), the reference at
 # ../shared/anchors/pynmsnn_reference.py, sm_90 (H100/H200), out ./gpu-check, the workloads
@@ -16,6 +22,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 eigen=/usr/include/eigen3 json=/usr/include ref=$here/../shared/anchors/pynmsnn_reference.py
 arch=sm_90 out=$here/gpu-check rounds=2 batches=5 workloads="mnist binary mnist_mlp binary_mlp"
+bin="" build_only=0 sanitize=0
 while [ $# -gt 0 ]; do
   case $1 in
     --eigen) eigen=$2; shift 2 ;;
@@ -26,6 +33,9 @@ while [ $# -gt 0 ]; do
     --rounds) rounds=$2; shift 2 ;;
     --batches) batches=$2; shift 2 ;;
     --workloads) workloads=$2; shift 2 ;;
+    --bin) bin=$2; shift 2 ;;
+    --build-only) build_only=1; shift ;;
+    --sanitize) sanitize=$2; shift 2 ;;
     *) echo "gpu_check.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -39,15 +49,23 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=c
 nvcc --version | tail -2
 date -u
 
-echo "== build (nvcc, $arch)"
-flags=(-std=c++20 -O3 -arch="$arch" --expt-relaxed-constexpr -diag-suppress=20012,20014,20011,20015
-       -DEIGEN_DONT_PARALLELIZE -DNDEBUG -I"$here/include" -I"$eigen" -I"$json" -Xcompiler=-O3)
-t0=$(date +%s)
-nvcc "${flags[@]}" "$here/tests/cuda/test_cuda.cu" -lcublas -o "$out/test_cuda" & p1=$!
-cp "$here/benchmarks/nmsnn_bench.cpp" "$out/nmsnn_bench_cuda.cu"
-nvcc "${flags[@]}" -DNMSNN_BENCH_CUDA "$out/nmsnn_bench_cuda.cu" -lcublas -o "$out/nmsnn-bench-cuda" & p2=$!
-wait $p1 && wait $p2
-echo "built in $(( $(date +%s) - t0 )) s"
+loads() { [ -x "$1" ] && ! ldd "$1" 2>&1 | grep -q "not found"; }
+if [ -n "$bin" ] && loads "$bin/test_cuda" && loads "$bin/nmsnn-bench-cuda"; then
+  echo "== prebuilt programs from $bin"
+  cp "$bin/test_cuda" "$bin/nmsnn-bench-cuda" "$out/"
+else
+  [ -z "$bin" ] || echo "== the programs in $bin are missing or do not load here: building"
+  echo "== build (nvcc, $arch)"
+  flags=(-std=c++20 -O3 -arch="$arch" --expt-relaxed-constexpr -diag-suppress=20012,20014,20011,20015
+         -DEIGEN_DONT_PARALLELIZE -DNDEBUG -I"$here/include" -I"$eigen" -I"$json" -Xcompiler=-O3)
+  t0=$(date +%s)
+  nvcc "${flags[@]}" "$here/tests/cuda/test_cuda.cu" -lcublas -o "$out/test_cuda" & p1=$!
+  cp "$here/benchmarks/nmsnn_bench.cpp" "$out/nmsnn_bench_cuda.cu"
+  nvcc "${flags[@]}" -DNMSNN_BENCH_CUDA "$out/nmsnn_bench_cuda.cu" -lcublas -o "$out/nmsnn-bench-cuda" & p2=$!
+  wait $p1 && wait $p2
+  echo "built in $(( $(date +%s) - t0 )) s"
+fi
+[ "$build_only" = 0 ] || exit 0
 
 echo "== test_cuda (the GPU engine against the CPU engine)"
 rc=0; "$out/test_cuda" || rc=$?
@@ -84,3 +102,9 @@ for w in sorted(set(ref) & set(ours)):
     p = prof.get(w, {})
     print(f"{w:10} {r:12.5f} {o:14.6f} {r / o:7.1f}x {p.get('scan_gbps', 0):10.1f} {p.get('gemm_tflops', 0):13.3f}")
 PY
+
+if [ "$sanitize" != 0 ]; then
+  echo "== compute-sanitizer memcheck on test_cuda (at most $sanitize s)"
+  src=0; timeout "$sanitize" compute-sanitizer --tool memcheck --error-exitcode 3 "$out/test_cuda" || src=$?
+  echo "memcheck exit $src"
+fi
