@@ -16,7 +16,8 @@
 #
 # Defaults: /usr/include/eigen3, /usr/include (nlohmann/json.hpp), the reference at
 # ../shared/anchors/pynmsnn_reference.py, sm_90 (H100/H200), out ./gpu-check, the workloads
-# mnist, binary and their _mlp (the dense engine), 2 rounds of 5 batches; PYTHON (default
+# mnist, binary and their _mlp (the dense engine), 2 rounds of 5 batches (and one with
+# --host-update: the loss and the optimiser on the CPU, for comparison); PYTHON (default
 # python3) runs the reference. Everything printed is also written to OUT/gpu_check.log.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -77,11 +78,13 @@ for w in $workloads; do
     echo "# ref   $w round $r: $("${PYTHON:-python3}" "$ref" "$w" --device cuda --batches "$batches" | tail -1)"
     "$out/nmsnn-bench-cuda" "$w" --device cuda --batches "$batches" | sed "s/^/# nmsnn $w round $r: /"
   done
+  # The same with the loss and the optimiser's update on the CPU (the passes on the GPU).
+  "$out/nmsnn-bench-cuda" "$w" --device cuda --batches "$batches" --host-update | sed "s/^/# nmsnn-host-update $w round 1: /"
 done | tee "$out/bench.txt"
 
 python3 - "$out/bench.txt" <<'PY'
 import json, statistics, sys
-ref, ours, prof = {}, {}, {}
+ref, ours, prof, host = {}, {}, {}, {}
 for line in open(sys.argv[1]):
     tag, _, payload = line.partition(": ")
     w = tag.split()[2]
@@ -92,15 +95,21 @@ for line in open(sys.argv[1]):
         continue
     if tag.startswith("# ref"):
         ref.setdefault(w, []).append(d["sec_per_batch"])
+    elif tag.startswith("# nmsnn-host-update"):
+        if "sec_per_batch" in d:
+            host.setdefault(w, []).append(d["sec_per_batch"])
     elif "profiled_steps" in d:
         prof[w] = d
     else:
         ours.setdefault(w, []).append(d["sec_per_batch"])
-print(f"{'workload':10} {'ref_s/batch':>12} {'nmsnn_s/batch':>14} {'speedup':>8} {'scan_GB/s':>10} {'gemm_TFLOP/s':>13}")
+print(f"{'workload':10} {'ref_s/batch':>12} {'nmsnn_s/batch':>14} {'speedup':>8} {'host_update_s':>14} "
+      f"{'scan_GB/s':>10} {'gemm_TFLOP/s':>13}")
 for w in sorted(set(ref) & set(ours)):
     r, o = statistics.median(ref[w]), statistics.median(ours[w])
+    h = statistics.median(host[w]) if w in host else float("nan")
     p = prof.get(w, {})
-    print(f"{w:10} {r:12.5f} {o:14.6f} {r / o:7.1f}x {p.get('scan_gbps', 0):10.1f} {p.get('gemm_tflops', 0):13.3f}")
+    print(f"{w:10} {r:12.5f} {o:14.6f} {r / o:7.1f}x {h:14.6f} {p.get('scan_gbps', 0):10.1f} "
+          f"{p.get('gemm_tflops', 0):13.3f}")
 PY
 
 if [ "$sanitize" != 0 ]; then

@@ -2,14 +2,16 @@
 // (shared/anchors/pynmsnn_reference.py), with the same interface and output:
 //
 //   nmsnn-bench WORKLOAD [--threads N] [--batches K] [--min-time S] [--chunk-bytes N]
-//                        [--device cpu|cuda|emulate]
+//                        [--device cpu|cuda|emulate] [--host-update]
 //
 // --device cuda (the program built with NMSNN_CUDA=ON, nmsnn-bench-cuda) runs the training
 // passes on the GPU engines of nmsnn/cuda.hpp (Engine, or DenseEngine for the _mlp
 // workloads); --device emulate runs those engines' code on the CPU (its host device: a check of the GPU path, not a speed). Both
 // print, after the timed steps, one more JSON line from K profiled steps: each kernel's and
 // product's seconds per step, the scans' bytes per step and bandwidth (GB/s), and the
-// products' arithmetic per step and rate (TFLOP/s).
+// products' arithmetic per step and rate (TFLOP/s). A device engine's step runs the loss and
+// the optimiser's update on the device too; --host-update runs them on the CPU instead (the
+// passes on the device, the gradients downloaded): the comparison of the two.
 //
 // WORKLOAD: binary, binary_noisy, iris, mnist, regression, and each with _mlp (the dense
 // network of the same width: Linear, ReLU, Linear, T = 1). Prints one JSON line:
@@ -59,14 +61,19 @@ const std::map<std::string, Workload> workloads = {
 };
 
 std::string device = "cpu";  // --device
+bool host_update = false;    // --host-update
 
-/// One training step: the passes and the optimiser's update.
+/// One training step: the passes and the optimiser's update (on a device engine, all of it
+/// on the device: ExternalEngine::step).
 template <class Net, class Opt>
 void train_step(Net& net, Opt& opt, const nmsnn::Matrix<float>& Xb, const nmsnn::Matrix<float>& Yb,
                 const std::vector<std::uint32_t>& ids) {
-  const double loss = net.train_batch(Xb, Yb, ids.data(), net.next_stream());
-  const auto params = net.parameters();
-  nmsnn::detail::guarded_step<float>(std::span<const nmsnn::Parameter<float>>(params), opt, loss, "bench");
+  if (host_update) {
+    const double loss = net.train_batch(Xb, Yb, ids.data(), net.next_stream());
+    nmsnn::detail::guarded_model_step(net, opt, loss, "bench");
+  } else {
+    net.train_and_update(Xb, Yb, ids.data(), net.next_stream(), opt, "bench");
+  }
 }
 
 /// Arithmetic of the products of one training step on a device engine (every input at every
@@ -201,10 +208,10 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
   if constexpr (spiking) {
     if (clock) {
       const double flops = device_step_flops(net, w);
-      std::printf("{\"workload\": \"%s\", \"device\": \"%s\", \"threads\": %d, \"batch\": %ld, \"T\": %ld, "
+      std::printf("{\"workload\": \"%s\", \"device\": \"%s\", \"update\": \"%s\", \"threads\": %d, \"batch\": %ld, \"T\": %ld, "
                   "\"sec_per_batch\": %.6f, \"sample_steps_per_s\": %.1f, \"peak_rss_mib\": %.1f, \"tflops\": %.3f, "
                   "\"timed_steps\": %zu}\n",
-                  name.c_str(), device.c_str(), threads, long(w.batch), long(w.T), med, double(w.batch * w.T) / med,
+                  name.c_str(), device.c_str(), host_update || !clock ? "host" : "device", threads, long(w.batch), long(w.T), med, double(w.batch * w.T) / med,
                   double(ru.ru_maxrss) / 1024.0, flops / med * 1e-12, times.size());
       device_profile(name, w, net, opt, *clock, Xb, Yb, ids, batches);
       return 0;
@@ -212,10 +219,10 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
   }
   if constexpr (!spiking) {
     const double flops = device_step_flops(net, w);  // the CPU's dense products too
-    std::printf("{\"workload\": \"%s\", \"device\": \"%s\", \"threads\": %d, \"batch\": %ld, \"T\": 1, "
+    std::printf("{\"workload\": \"%s\", \"device\": \"%s\", \"update\": \"%s\", \"threads\": %d, \"batch\": %ld, \"T\": 1, "
                 "\"sec_per_batch\": %.6f, \"sample_steps_per_s\": %.1f, \"peak_rss_mib\": %.1f, \"gflops\": %.2f, "
                 "\"timed_steps\": %zu}\n",
-                name.c_str(), device.c_str(), threads, long(w.batch), med, double(w.batch) / med, double(ru.ru_maxrss) / 1024.0,
+                name.c_str(), device.c_str(), host_update || !clock ? "host" : "device", threads, long(w.batch), med, double(w.batch) / med, double(ru.ru_maxrss) / 1024.0,
                 flops / med * 1e-9, times.size());
     if (clock) device_profile(name, w, net, opt, *clock, Xb, Yb, ids, batches);
     return 0;
@@ -287,7 +294,7 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
 
 int main(int argc, char** argv) try {
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0) {
-    std::cerr << "usage: nmsnn-bench WORKLOAD [--threads N] [--batches K] [--min-time S] [--chunk-bytes N]\n"
+    std::cerr << "usage: nmsnn-bench WORKLOAD [--threads N] [--batches K] [--min-time S] [--chunk-bytes N] [--host-update]\n"
                  "                   [--device cpu|cuda|emulate]\n"
                  "WORKLOAD: binary, binary_noisy, iris, mnist, regression, each also with _mlp;\n"
                  "          gemm (Eigen's own large product, for reference)\n";
@@ -302,6 +309,7 @@ int main(int argc, char** argv) try {
     else if (std::strcmp(argv[i], "--min-time") == 0 && i + 1 < argc) min_seconds = std::stod(argv[++i]);
     else if (std::strcmp(argv[i], "--chunk-bytes") == 0 && i + 1 < argc)  // nmsnn::set_engine_chunk_bytes
       nmsnn::set_engine_chunk_bytes(std::stoul(argv[++i]));
+    else if (std::strcmp(argv[i], "--host-update") == 0) host_update = true;
     else if (std::strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
       device = argv[++i];
       if (device != "cpu" && device != "cuda" && device != "emulate") {

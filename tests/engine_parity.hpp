@@ -19,7 +19,9 @@ struct ParityResult {
   double loss_cpu = 0, loss_other = 0;
   std::vector<double> weight_grad, bias_grad;  // one step, per layer
   std::vector<double> grad_scale;              // the CPU's largest |weight gradient|, per layer
-  std::vector<double> weights;                 // after the epochs, per layer
+  std::vector<double> weights;                 // after the epochs of Adam, per layer
+  std::vector<double> sgd_weights;             // then 2 epochs of SGD (momentum, Nesterov, weight decay; class weights)
+  std::vector<double> continued;               // then 1 epoch on the CPU engine for both, with the same optimisers
   double batch_norm = 0;                       // dense: gamma and beta gradients (one step), running statistics (after)
   double decision = 0;                         // decision_function after the epochs
 };
@@ -73,17 +75,91 @@ ParityResult engine_parity(const Net& net, const Eigen::MatrixXd& X, const Eigen
         r.batch_norm = std::max({r.batch_norm, rel_diff(cpu.layer(l).gamma_grad, other.layer(l).gamma_grad),
                                  rel_diff(cpu.layer(l).beta_grad, other.layer(l).beta_grad)});
   }
-  nmsnn::Adam a1({.learning_rate = 1e-2}), a2({.learning_rate = 1e-2});
+  // fit runs on the other engine's device step (loss, backward and the optimiser's update).
+  nmsnn::Adam a1({.learning_rate = 1e-2, .weight_decay = 1e-4}), a2({.learning_rate = 1e-2, .weight_decay = 1e-4});
   cpu.fit(X, y, a1, {.epochs = epochs, .batch_size = 32, .progress = nmsnn::Progress::off});
   other.fit(X, y, a2, {.epochs = epochs, .batch_size = 32, .progress = nmsnn::Progress::off});
+  for (nmsnn::Index l = 0; l < L; ++l) r.weights.push_back(rel_diff(weights(cpu, l), weights(other, l)));
+  std::vector<double> cw;  // class weights (classifiers)
+  if (cpu.classes() > 0)
+    for (nmsnn::Index k = 0; k < cpu.classes(); ++k) cw.push_back(1.0 + 0.5 * double(k));
+  nmsnn::Sgd s1({.learning_rate = 0.02, .momentum = 0.9, .weight_decay = 1e-3, .nesterov = true}), s2 = s1;
+  const nmsnn::FitOptions fo{.epochs = 2, .batch_size = 32, .class_weights = cw, .progress = nmsnn::Progress::off};
+  cpu.fit(X, y, s1, fo);
+  other.fit(X, y, s2, fo);
+  for (nmsnn::Index l = 0; l < L; ++l) r.sgd_weights.push_back(rel_diff(weights(cpu, l), weights(other, l)));
+  // The optimisers' state came back from the device: one more epoch on the CPU engine for
+  // both agrees only if s2's momentum buffers are the device's.
+  other.set_engine(nullptr);
+  auto f1 = fo;
+  f1.epochs = 1;
+  cpu.fit(X, y, s1, f1);
+  other.fit(X, y, s2, f1);
   for (nmsnn::Index l = 0; l < L; ++l) {
-    r.weights.push_back(rel_diff(weights(cpu, l), weights(other, l)));
+    r.continued.push_back(rel_diff(weights(cpu, l), weights(other, l)));
     if constexpr (dense_v<Net>)
       if (cpu.layer(l).gamma.size())
         r.batch_norm = std::max({r.batch_norm, rel_diff(cpu.layer(l).running_mean, other.layer(l).running_mean),
                                  rel_diff(cpu.layer(l).running_var, other.layer(l).running_var)});
   }
   r.decision = rel_diff(cpu.decision_function(X), other.decision_function(X));
+  return r;
+}
+
+/// A refused device step leaves what a refused CPU step leaves (guarded_step's rules).
+struct RefusalResult {
+  bool same_errors = false;        // both refused with the same message
+  long long steps_cpu = -1, steps_other = -1;  // the optimiser's count after the refusal
+  double changed = -1;             // largest change of the other network's weights by the refused step
+  double after = -1;               // rel. diff of the weights after a good step that follows
+  double after_edit = -1;          // ... and after another, the weights edited by hand before it
+};
+
+/// A step refused for a non-finite gradient (huge_target: a regression target that makes
+/// the loss's gradient overflow float) or for non-finite updated weights (an Adam step size
+/// of 1e39), on the CPU engine and on Engine; then good steps, the second after the weights
+/// of layer 0 are halved by hand (the device must upload them again).
+template <template <class> class Engine, class Net>
+RefusalResult refusal(const Net& net, const Eigen::MatrixXd& X, const Eigen::VectorXd& y, bool huge_target) {
+  Net cpu = net, other = net;
+  other.set_engine(std::make_shared<Engine<Net>>());
+  RefusalResult r;
+  const Eigen::MatrixXd Xr = huge_target ? Eigen::MatrixXd(X.topRows(1)) : X;
+  const Eigen::VectorXd yr = huge_target ? Eigen::VectorXd::Constant(1, 3.4e38) : y;
+  nmsnn::Adam o1({.learning_rate = huge_target ? 1e-3 : 1e38}), o2 = o1;
+  const auto before = weights(other, 0);
+  std::string e1 = "none", e2 = "none";
+  try {
+    cpu.train_step(Xr, yr, o1);
+  } catch (const nmsnn::NumericalError& e) {
+    e1 = e.what();
+  }
+  try {
+    other.train_step(Xr, yr, o2);
+  } catch (const nmsnn::NumericalError& e) {
+    e2 = e.what();
+  }
+  // The first non-finite gradient's value (inf or nan) may differ with rounding: compare the
+  // messages up to it.
+  const auto head = [](const std::string& m) { return m.substr(0, m.find(" is ")); };
+  r.same_errors = e1 != "none" && head(e1) == head(e2) && (huge_target || e1 == e2);
+  r.steps_cpu = o1.steps();
+  r.steps_other = o2.steps();
+  r.changed = double((weights(other, 0) - before).cwiseAbs().maxCoeff());
+  nmsnn::Adam g1({.learning_rate = 1e-2}), g2 = g1;
+  cpu.train_step(X, y, g1);
+  other.train_step(X, y, g2);
+  r.after = rel_diff(weights(cpu, 0), weights(other, 0));
+  if constexpr (dense_v<Net>) {
+    cpu.layer(0).weights *= 0.5f;
+    other.layer(0).weights *= 0.5f;
+  } else {
+    cpu.layer(0).mutable_weights() *= 0.5f;
+    other.layer(0).mutable_weights() *= 0.5f;
+  }
+  cpu.train_step(X, y, g1);
+  other.train_step(X, y, g2);
+  r.after_edit = rel_diff(weights(cpu, 0), weights(other, 0));
   return r;
 }
 

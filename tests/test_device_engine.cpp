@@ -86,6 +86,9 @@ TEST_CASE("GPU engines on the host device: the CPU engine's gradients and traini
       CHECK(r.weight_grad[l] <= 1e-4);
       CHECK(r.bias_grad[l] <= 1e-4);
       CHECK(r.weights[l] <= 2e-3);
+      CAPTURE(r.sgd_weights[l], r.continued[l]);
+      CHECK(r.sgd_weights[l] <= 2e-3);
+      CHECK(r.continued[l] <= 2e-3);
       // Not a comparison of zeros (but with one time step a spiking network's output layer
       // sees only its bias, MODEL.md's one-step delay, and no layer has a weight gradient).
       if (std::string(name).find("one time step") == std::string::npos) CHECK(r.grad_scale[l] > 1e-6);
@@ -94,6 +97,34 @@ TEST_CASE("GPU engines on the host device: the CPU engine's gradients and traini
     CHECK(r.batch_norm <= 2e-3);
     CHECK(r.decision <= 5e-3);
   });
+}
+
+TEST_CASE("GPU engines' device step refuses a diverged step as the CPU does", "[device]") {
+  const auto data = nmsnn::make_classification({.samples = 40, .features = 6, .informative = 3, .classes = 3, .seed = 2});
+  const Eigen::VectorXd yb = (data.y.array() > 0).cast<double>();
+  auto checks = [](const char* name, const test::RefusalResult& r, long long steps) {
+    INFO(name);
+    CAPTURE(r.steps_cpu, r.steps_other, r.changed, r.after, r.after_edit);
+    CHECK(r.same_errors);
+    CHECK(r.steps_cpu == steps);
+    CHECK(r.steps_other == steps);
+    CHECK(r.changed == 0);
+    CHECK(r.after <= 1e-4);
+    CHECK(r.after_edit <= 1e-4);
+  };
+  // A gradient overflows: refused before the update (the optimiser counts no step).
+  checks("spiking regression, gradient",
+         test::refusal<HostEngine>(nmsnn::SpikingNetwork<nmsnn::Regression>({.inputs = 6, .hidden = {8}, .time_steps = 6, .seed = 1}),
+                                   data.X, data.X.col(0), true),
+         0);
+  // The update overflows: refused after it (the optimiser counts the step, as on the CPU).
+  checks("spiking multiclass, weights",
+         test::refusal<HostEngine>(
+             nmsnn::SpikingNetwork<nmsnn::MulticlassClassification>({.inputs = 6, .outputs = 3, .hidden = {8}, .time_steps = 6, .seed = 1}),
+             data.X, data.y, false),
+         1);
+  checks("dense binary (batch norm, dropout), weights",
+         test::refusal<HostEngine>(nmsnn::DenseNetwork<nmsnn::BinaryClassification>({.inputs = 6, .seed = 3}), data.X, yb, false), 1);
 }
 
 TEST_CASE("GPU engine: backward without its forward is an error, and profiling names the kernels", "[device]") {

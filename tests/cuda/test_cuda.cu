@@ -40,11 +40,39 @@ int main() {
         check(r.weight_grad[l] <= 1e-4, "weight gradient", r.weight_grad[l]);
         check(r.bias_grad[l] <= 1e-4, "bias gradient", r.bias_grad[l]);
         check(r.weights[l] <= 2e-3, "weights after training", r.weights[l]);
+        std::printf("           then SGD (device step) %.2e, then 1 CPU epoch with the same optimiser %.2e\n",
+                    r.sgd_weights[l], r.continued[l]);
+        check(r.sgd_weights[l] <= 2e-3, "weights after SGD", r.sgd_weights[l]);
+        check(r.continued[l] <= 2e-3, "weights after a CPU epoch with the device's optimiser state", r.continued[l]);
       }
       std::printf("  batch norm rel. diff %.2e, decision function %.2e\n", r.batch_norm, r.decision);
       check(r.batch_norm <= 2e-3, "batch norm", r.batch_norm);
       check(r.decision <= 5e-3, "decision function", r.decision);
     });
+    const auto data = nmsnn::make_classification({.samples = 40, .features = 6, .informative = 3, .classes = 3, .seed = 2});
+    const Eigen::VectorXd yb = (data.y.array() > 0).cast<double>();
+    auto refusal = [](const char* name, const test::RefusalResult& r, long long steps) {
+      std::printf("refused step, %s: same error %d, optimiser steps cpu %lld gpu %lld, weights changed by %.1e; "
+                  "next steps rel. diff %.2e, after editing the weights %.2e\n",
+                  name, int(r.same_errors), r.steps_cpu, r.steps_other, r.changed, r.after, r.after_edit);
+      check(r.same_errors, "a refused step's error");
+      check(r.steps_cpu == steps && r.steps_other == steps, "a refused step's optimiser count");
+      check(r.changed == 0, "a refused step leaves the weights", r.changed);
+      check(r.after <= 1e-4, "the step after a refused one", r.after);
+      check(r.after_edit <= 1e-4, "a step after editing the weights", r.after_edit);
+    };
+    refusal("spiking regression, gradient",
+            test::refusal<CudaEngine>(nmsnn::SpikingNetwork<nmsnn::Regression>({.inputs = 6, .hidden = {8}, .time_steps = 6, .seed = 1}),
+                                      data.X, data.X.col(0), true),
+            0);
+    refusal("spiking multiclass, weights",
+            test::refusal<CudaEngine>(nmsnn::SpikingNetwork<nmsnn::MulticlassClassification>(
+                                          {.inputs = 6, .outputs = 3, .hidden = {8}, .time_steps = 6, .seed = 1}),
+                                      data.X, data.y, false),
+            1);
+    refusal("dense binary (batch norm, dropout), weights",
+            test::refusal<CudaEngine>(nmsnn::DenseNetwork<nmsnn::BinaryClassification>({.inputs = 6, .seed = 3}), data.X, yb, false),
+            1);
     bool threw = false;
     try {
       nmsnn::cuda::Engine<nmsnn::SpikingNetwork<nmsnn::Regression>> e(999);

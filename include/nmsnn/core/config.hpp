@@ -23,6 +23,13 @@
 #include <omp.h>
 #endif
 
+/// Marks a function that GPU kernels call too (nmsnn/cuda.hpp): __host__ __device__ under nvcc.
+#if defined(__CUDACC__)
+#define NMSNN_HOST_DEVICE __host__ __device__
+#else
+#define NMSNN_HOST_DEVICE
+#endif
+
 namespace nmsnn {
 
 using Index = Eigen::Index;

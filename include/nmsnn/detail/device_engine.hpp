@@ -32,12 +32,6 @@
 #include "nmsnn/network/dense_network.hpp"
 #include "nmsnn/network/spiking_network.hpp"
 
-#if defined(__CUDACC__)
-#define NMSNN_HOST_DEVICE __host__ __device__
-#else
-#define NMSNN_HOST_DEVICE
-#endif
-
 namespace nmsnn::detail::device {
 
 /// A matrix operand as stored (n) or transposed (t), as cuBLAS's CUBLAS_OP_N / CUBLAS_OP_T.
@@ -210,10 +204,74 @@ struct ReluBackward {
   }
 };
 
+/// a /= s, elementwise (the mean readout's scaling, as the CPU's division).
+struct Divide {
+  NMSNN_HOST_DEVICE static void run(Index i, float* a, float s) { a[i] /= s; }
+};
+
+/// Sample b's loss (weighted, not yet divided by norm) into losses[b] and its gradient column
+/// into G: the task's sample_loss, as the CPU's loss. Z: K x B, Y: rows x B, w: per-sample
+/// class weights or null.
+template <class Task>
+struct TaskLoss {
+  NMSNN_HOST_DEVICE static void run(Index b, const float* Z, const float* Y, Index K, Index rows, const double* w, double norm,
+                                    float* G, double* losses) {
+    losses[b] = Task::sample_loss(Z + K * b, Y + rows * b, K, w ? w[b] : 1.0, norm, G + K * b);
+  }
+};
+
+/// x is finite: x - x is 0 for finite x and NaN for NaN and the infinities.
+NMSNN_HOST_DEVICE inline bool finite(float x) { return x - x == 0.f; }
+
+/// flag[0] = 1 when a[i] is not finite (every such thread writes the same 1).
+struct FlagNonFinite {
+  NMSNN_HOST_DEVICE static void run(Index i, const float* a, int* flag) {
+    if (!finite(a[i])) *flag = 1;
+  }
+};
+
+/// SGD's update of element i (Sgd::step's rule: d = g + wd p; buf = d on the first step, then
+/// mu buf + d; p -= lr buf, or lr (d + mu buf) with Nesterov); flag = 1 when p is not finite.
+struct SgdUpdate {
+  NMSNN_HOST_DEVICE static void run(Index i, float* p, const float* g, float* buf, float lr, float mu, float wd, int decay,
+                                    int first, int nesterov, int* flag) {
+    float d = g[i];
+    if (decay) d += wd * p[i];
+    if (buf) {
+      buf[i] = first ? d : mu * buf[i] + d;
+      if (nesterov) d += mu * buf[i];
+      else d = buf[i];
+    }
+    p[i] -= lr * d;
+    if (!finite(p[i])) *flag = 1;
+  }
+};
+
+/// Adam's update of element i (Adam::step's rule); flag = 1 when p is not finite.
+struct AdamUpdate {
+  NMSNN_HOST_DEVICE static void run(Index i, float* p, const float* g0, float* m, float* v, float b1, float b2, float step_size,
+                                    float bc2_sqrt, float eps, float wd, int decay, int* flag) {
+    const float g = decay ? g0[i] + wd * p[i] : g0[i];
+    m[i] = b1 * m[i] + (1.f - b1) * g;
+    v[i] = b2 * v[i] + (1.f - b2) * g * g;
+    p[i] -= step_size * (m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps));
+    if (!finite(p[i])) *flag = 1;
+  }
+};
+
 // ---- the engines ----
 
 /// What both engines share: the device (made from the constructor's arguments, and
-/// destroyed after the engine's arrays), and float networks only.
+/// destroyed after the engine's arrays), the parameters on the device with their gradients,
+/// and the device step (ExternalEngine::step): loss, backward, finite checks and the
+/// optimiser's update. Float networks only.
+///
+/// Parameters are uploaded only when the network's values differ from what the device holds
+/// (a host copy of it), so after a device step, whose updated values are downloaded into the
+/// network, the next forward uploads nothing; a network changed between steps (by the user, a
+/// refused step, restored best weights) is uploaded again. The optimiser's state likewise:
+/// uploaded when it differs from the device's, and downloaded into the optimiser after each
+/// update, so that the optimiser object stays the state's owner and may go on on the CPU.
 template <class Net, class Device>
 class EngineBase : public ExternalEngine<Net> {
   static_assert(std::is_same_v<typename Net::Scalar, float>, "the GPU engines need a network of float (Scalar = float)");
@@ -226,16 +284,157 @@ class EngineBase : public ExternalEngine<Net> {
 
   Device& device() { return dev_; }
 
+  bool can_step() const override { return true; }
+
+  StepOutcome step(Net& net, const Matrix<float>& Yb, const std::vector<double>* class_weights,
+                   const UpdateRule<float>& rule) override {
+    using Task = typename Net::TaskT;
+    const Index B = batch_, K = net.outputs();
+    if (!fresh_ || Yb.cols() != B)
+      throw Error("nmsnn GPU engine: step() needs the forward() of the same batch just before it");
+    fresh_ = false;
+    const double norm = Task::loss_norm(K, Yb, class_weights);
+    y_.upload(Yb.data(), std::size_t(Yb.size()));
+    const double* w = nullptr;
+    if (class_weights && !class_weights->empty()) {
+      std::vector<double> wb(static_cast<std::size_t>(B));
+      for (Index b = 0; b < B; ++b) wb[std::size_t(b)] = detail::sample_weight(Yb, class_weights, b);
+      w_.upload(wb.data(), wb.size());
+      w = w_.get();
+    }
+    losses_.reserve(std::size_t(B));
+    const float* Z = output_for_loss(net);
+    dev_.template launch<TaskLoss<Task>>("loss", B, Z, static_cast<const float*>(y_.get()), K, Yb.rows(), w, norm,
+                                         output_grad(K * B), losses_.get());
+    backward_device(net, false);
+    const auto params = net.parameters();
+    NMSNN_ASSERT(params.size() <= grads_.size());
+    const int zero[2] = {0, 0};
+    flag_.upload(zero, 2);
+    for (std::size_t k = 0; k < params.size(); ++k)
+      dev_.template launch<FlagNonFinite>("finite_check", params[k].size, static_cast<const float*>(grads_[k].get()), flag_.get());
+    std::vector<double> per(static_cast<std::size_t>(B));
+    losses_.download(per.data(), per.size());
+    int flags[2];
+    flag_.download(flags, 2);
+    StepOutcome out;
+    double total = 0;
+    for (const double l : per) total += l;
+    out.loss = total / norm;
+    if (!std::isfinite(out.loss)) {
+      out.status = StepOutcome::Status::bad_loss;
+      return out;
+    }
+    if (flags[0]) {  // the gradients into the network, for the error's value and for inspection
+      out.status = StepOutcome::Status::bad_gradient;
+      for (std::size_t k = 0; k < params.size(); ++k) {
+        auto* g = const_cast<float*>(params[k].gradient);
+        grads_[k].download(g, std::size_t(params[k].size));
+        for (Index i = 0; i < params[k].size && out.bad_gradient == 0; ++i)
+          if (!std::isfinite(g[i])) out.bad_gradient = double(g[i]);
+      }
+      return out;
+    }
+    const int per_param = rule.slots_per_parameter;
+    NMSNN_ASSERT(rule.slots.size() == params.size() * std::size_t(per_param));
+    if (slots_.size() < rule.slots.size()) {
+      slots_.resize(rule.slots.size());
+      slot_shadow_.resize(rule.slots.size());
+    }
+    for (std::size_t k = 0; k < params.size(); ++k) {
+      const Index n = params[k].size;
+      float* p = values_[k].get();
+      const float* g = grads_[k].get();
+      auto slot = [&](int s) { return sync(slots_[k * per_param + s], slot_shadow_[k * per_param + s], rule.slots[k * per_param + s], n); };
+      if (rule.kind == UpdateRule<float>::Kind::sgd) {
+        float* buf = per_param ? slot(0) : nullptr;
+        dev_.template launch<SgdUpdate>("sgd", n, p, g, buf, rule.learning_rate, rule.momentum, rule.weight_decay, int(rule.decay),
+                                        int(rule.first), int(rule.nesterov), flag_.get() + 1);
+      } else {
+        float* m = slot(0);
+        float* v = slot(1);
+        dev_.template launch<AdamUpdate>("adam", n, p, g, m, v, rule.beta1, rule.beta2, rule.step_size, rule.bc2_sqrt,
+                                         rule.epsilon, rule.weight_decay, int(rule.decay), flag_.get() + 1);
+      }
+    }
+    flag_.download(flags, 2);
+    // The updated values and state: into the host copies, then into the network (unless
+    // refused: the network keeps its values, and the next forward uploads them) and the
+    // optimiser (its state advances either way, as on the CPU).
+    for (std::size_t k = 0; k < params.size(); ++k) {
+      const std::size_t n = std::size_t(params[k].size);
+      values_[k].download(shadow_[k].data(), n);
+      if (!flags[1]) std::memcpy(params[k].value, shadow_[k].data(), n * sizeof(float));
+      for (int s = 0; s < per_param; ++s) {
+        const std::size_t j = k * std::size_t(per_param) + std::size_t(s);
+        slots_[j].download(slot_shadow_[j].data(), n);
+        std::memcpy(rule.slots[j], slot_shadow_[j].data(), n * sizeof(float));
+      }
+    }
+    if (flags[1]) out.status = StepOutcome::Status::bad_weights;
+    return out;
+  }
+
  protected:
   template <class T>
   using Array = typename Device::template Array<T>;
+
+  /// The device array's content made equal to host[0..n), uploading only when the host copy
+  /// of it (shadow) differs.
+  static float* sync(Array<float>& a, std::vector<float>& shadow, const float* host, Index n) {
+    const std::size_t m = std::size_t(n);
+    if (shadow.size() != m || (m && std::memcmp(shadow.data(), host, m * sizeof(float)) != 0)) {
+      a.upload(host, m);
+      shadow.assign(host, host + m);
+    }
+    return a.get();
+  }
+  /// Parameter k (the order of net.parameters()) on the device, from the host's values.
+  float* param(std::size_t k, const float* host, Index n) {
+    if (values_.size() <= k) {
+      values_.resize(k + 1);
+      shadow_.resize(k + 1);
+      grads_.resize(k + 1);
+    }
+    return sync(values_[k], shadow_[k], host, n);
+  }
+  /// Parameter k's gradient on the device (n values).
+  float* grad(std::size_t k, Index n) {
+    grads_[k].reserve(std::size_t(n));
+    return grads_[k].get();
+  }
+  /// Begins a forward pass of B samples (step() may follow once).
+  void begin_forward(Index B) {
+    batch_ = B;
+    fresh_ = true;
+  }
+
+  /// The engine's part of step(): the output of the last forward (outputs x B) on the device,
+  /// as the loss sees it; where the gradient of the loss with respect to it goes; backward
+  /// from there (download: the gradients into the network, as backward() does).
+  virtual const float* output_for_loss(const Net& net) = 0;
+  virtual float* output_grad(Index n) = 0;
+  virtual void backward_device(Net& net, bool download) = 0;
+
   Device dev_;
+  std::vector<Array<float>> values_, grads_;
+  std::vector<std::vector<float>> shadow_;
+
+ private:
+  Index batch_ = 0;
+  bool fresh_ = false;
+  Array<float> y_;
+  Array<double> w_, losses_;
+  Array<int> flag_;
+  std::vector<Array<float>> slots_;
+  std::vector<std::vector<float>> slot_shadow_;
 };
 
 /// Runs a SpikingNetwork<Task, float>'s training passes on Device (see the top of this file
 /// and nmsnn/cuda.hpp): forward() uploads the batch once, encodes it on the device, runs
 /// every layer's all-steps product and scan and returns the readout; backward() runs the
-/// scans backwards and the gradient products and downloads the weight and bias gradients.
+/// scans backwards and the gradient products and downloads the weight and bias gradients;
+/// step() (EngineBase) keeps them on the device for the optimiser's update there.
 template <class Net, class Device>
 class Engine : public EngineBase<Net, Device> {
   using Base = EngineBase<Net, Device>;
@@ -248,11 +447,10 @@ class Engine : public EngineBase<Net, Device> {
 
   Matrix<float> forward(const Net& net, const Matrix<float>& Xb, const std::uint32_t* ids, DrawKey key) override {
     const Index T = net.time_steps(), B = Xb.cols(), F = Xb.rows(), TB = T * B, L = net.num_layers();
-    T_ = T, B_ = B, L_ = L;
+    T_ = T, B_ = B, L_ = L, F_ = F;
+    this->begin_forward(B);
     out_.resize(std::size_t(L));
     grad_.resize(std::size_t(L));
-    weights_.resize(std::size_t(L));
-    bias_.resize(std::size_t(L));
     x_.upload(Xb.data(), std::size_t(F * B));
     ids_.upload(ids, std::size_t(B));
     S_.reserve(std::size_t(F * TB));
@@ -265,17 +463,16 @@ class Engine : public EngineBase<Net, Device> {
     for (Index l = 0; l < L; ++l) {
       const auto& layer = net.layer(l);
       const Index n = layer.outputs(), in = layer.inputs();
-      auto& W = weights_[std::size_t(l)];
-      W.upload(layer.weights().data(), std::size_t(n * in));
-      bias_[std::size_t(l)].upload(layer.bias().data(), std::size_t(n));
+      const float* W = this->param(weight_index(l), layer.weights().data(), n * in);
+      const float* bias = this->param(weight_index(l) + 1, layer.bias().data(), n);
       auto& A = out_[std::size_t(l)];
       A.reserve(std::size_t(n * TB));
-      dev_.template launch<FillBias>("fill_bias", n * TB, A.get(), bias_[std::size_t(l)].get(), n);
+      dev_.template launch<FillBias>("fill_bias", n * TB, A.get(), bias, n);
       if (l == 0) {
-        dev_.gemm(Op::n, Op::n, n, TB, in, W.get(), n, S_.get(), in, 1.f, A.get(), n);
+        dev_.gemm(Op::n, Op::n, n, TB, in, W, n, S_.get(), in, 1.f, A.get(), n);
       } else if (T > 1) {
         // Layer l reads at step t what layer l-1 emitted, o_{t-1}; step 0 gets the bias alone.
-        dev_.gemm(Op::n, Op::n, n, (T - 1) * B, in, W.get(), n, out_[std::size_t(l - 1)].get(), in, 1.f, A.get() + B * n, n);
+        dev_.gemm(Op::n, Op::n, n, (T - 1) * B, in, W, n, out_[std::size_t(l - 1)].get(), in, 1.f, A.get() + B * n, n);
       }
       const auto& nr = layer.neuron();
       const bool last = l == L - 1;
@@ -291,12 +488,28 @@ class Engine : public EngineBase<Net, Device> {
 
   void backward(Net& net, const Matrix<float>& Xb, const std::uint32_t* /*ids*/, DrawKey /*key*/,
                 const Matrix<float>& readout_grad) override {
-    const Index T = net.time_steps(), B = Xb.cols(), TB = T * B, L = net.num_layers(), F = Xb.rows();
-    if (T != T_ || B != B_ || L != L_)
+    if (net.time_steps() != T_ || Xb.cols() != B_ || net.num_layers() != L_ || Xb.rows() != F_)
       throw Error("nmsnn GPU engine: backward() called without the matching forward() (time steps, batch or layers differ)");
-    Matrix<float> gv = readout_grad;
-    if (net.readout().kind() == Readout::mean) gv /= float(T - net.begin_eval());
-    gv_.upload(gv.data(), std::size_t(gv.size()));
+    gv_.upload(readout_grad.data(), std::size_t(readout_grad.size()));
+    backward_device(net, true);
+  }
+
+ protected:
+  const float* output_for_loss(const Net& net) override {
+    if (net.readout().kind() == Readout::mean)
+      dev_.template launch<Divide>("readout_mean", net.outputs() * B_, readout_.get(), float(T_ - net.begin_eval()));
+    return readout_.get();
+  }
+  float* output_grad(Index n) override {
+    gv_.reserve(std::size_t(n));
+    return gv_.get();
+  }
+
+  /// Backward from dL/dreadout in gv_ (outputs x B).
+  void backward_device(Net& net, bool download) override {
+    const Index T = T_, B = B_, TB = T * B, L = L_, F = F_;
+    if (net.readout().kind() == Readout::mean)
+      dev_.template launch<Divide>("readout_mean", net.outputs() * B, gv_.get(), float(T - net.begin_eval()));
     // Last layer: dL/du from the readout's dL/dv (it has no dL/do).
     {
       const auto& layer = net.layer(L - 1);
@@ -313,9 +526,9 @@ class Engine : public EngineBase<Net, Device> {
       auto& layer = net.layer(l);
       const Index n = layer.outputs(), in = layer.inputs();
       auto& D = grad_[std::size_t(l)];
-      dW_.reserve(std::size_t(n * in));
-      db_.reserve(std::size_t(n));
-      dev_.row_sums(n, TB, D.get(), n, db_.get());
+      float* dW = this->grad(weight_index(l), n * in);
+      float* db = this->grad(weight_index(l) + 1, n);
+      dev_.row_sums(n, TB, D.get(), n, db);
       if (l > 0) {
         const auto& below = out_[std::size_t(l - 1)];
         auto& Dbelow = grad_[std::size_t(l - 1)];
@@ -323,12 +536,12 @@ class Engine : public EngineBase<Net, Device> {
         if (T > 1) {
           // dW = dU[:, steps 1..T-1] O_{l-1}[:, steps 0..T-2]^T; dL/do_{t-1} of layer l-1 =
           // W^T du_t, and zero at its last step.
-          dev_.gemm(Op::n, Op::t, n, in, (T - 1) * B, D.get() + B * n, n, below.get(), in, 0.f, dW_.get(), n);
-          dev_.gemm(Op::t, Op::n, in, (T - 1) * B, n, weights_[std::size_t(l)].get(), n, D.get() + B * n, n, 0.f, Dbelow.get(),
-                    in);
+          dev_.gemm(Op::n, Op::t, n, in, (T - 1) * B, D.get() + B * n, n, below.get(), in, 0.f, dW, n);
+          dev_.gemm(Op::t, Op::n, in, (T - 1) * B, n, this->values_[weight_index(l)].get(), n, D.get() + B * n, n, 0.f,
+                    Dbelow.get(), in);
           dev_.template launch<Fill>("fill", in * B, Dbelow.get() + (T - 1) * B * in, 0.f);
         } else {
-          dev_.template launch<Fill>("fill", n * in, dW_.get(), 0.f);
+          dev_.template launch<Fill>("fill", n * in, dW, 0.f);
           dev_.template launch<Fill>("fill", in * TB, Dbelow.get(), 0.f);
         }
         const auto& nr = net.layer(l - 1).neuron();
@@ -337,20 +550,25 @@ class Engine : public EngineBase<Net, Device> {
                                            static_cast<const float*>(nullptr), Index(0), Index(-1));
       } else {
         // Layer 1: dW = sum_t du_t s_t^T over the encoded inputs kept from forward().
-        dev_.gemm(Op::n, Op::t, n, F, TB, D.get(), n, S_.get(), F, 0.f, dW_.get(), n);
+        dev_.gemm(Op::n, Op::t, n, F, TB, D.get(), n, S_.get(), F, 0.f, dW, n);
       }
-      layer.mutable_weight_gradient().resize(n, in);
-      layer.mutable_bias_gradient().resize(n);
-      dW_.download(layer.mutable_weight_gradient().data(), std::size_t(n * in));
-      db_.download(layer.mutable_bias_gradient().data(), std::size_t(n));
+      if (download) {
+        layer.mutable_weight_gradient().resize(n, in);
+        layer.mutable_bias_gradient().resize(n);
+        this->grads_[weight_index(l)].download(layer.mutable_weight_gradient().data(), std::size_t(n * in));
+        this->grads_[weight_index(l) + 1].download(layer.mutable_bias_gradient().data(), std::size_t(n));
+      }
     }
   }
 
  private:
-  Index T_ = 0, B_ = 0, L_ = 0;
-  Array<float> x_, S_, readout_, gv_, dW_, db_;
+  /// Layer l's weights are parameter 2 l, its bias 2 l + 1 (SpikingNetwork::parameters()).
+  static std::size_t weight_index(Index l) { return 2 * std::size_t(l); }
+
+  Index T_ = 0, B_ = 0, L_ = 0, F_ = 0;
+  Array<float> x_, S_, readout_, gv_;
   Array<std::uint32_t> ids_;
-  std::vector<Array<float>> out_, grad_, weights_, bias_;
+  std::vector<Array<float>> out_, grad_;
 };
 
 
@@ -358,7 +576,7 @@ class Engine : public EngineBase<Net, Device> {
 /// bias, ReLU, batch norm with the batch's statistics (or the running ones for a batch of
 /// one) and inverted dropout before the output layer, drawing the CPU's dropout masks; and
 /// backwards through all of them. The running statistics' update stays on the CPU (from
-/// batch_statistics()), as do the optimiser and the loss.
+/// batch_statistics()); step() (EngineBase) runs the loss and the optimiser on the device.
 template <class Net, class Device>
 class DenseEngine : public EngineBase<Net, Device> {
   using Base = EngineBase<Net, Device>;
@@ -372,33 +590,38 @@ class DenseEngine : public EngineBase<Net, Device> {
   Matrix<float> forward(const Net& net, const Matrix<float>& Xb, const std::uint32_t* ids, DrawKey key) override {
     const Index L = net.num_layers(), B = Xb.cols();
     B_ = B, L_ = L;
-    for (auto* v : {&W_, &b_, &z_, &xhat_, &bn_, &gamma_, &beta_, &inv_std_}) v->resize(std::size_t(L));
+    this->begin_forward(B);
+    for (auto* v : {&z_, &xhat_, &bn_, &inv_std_}) v->resize(std::size_t(L));
     mean_.resize(std::size_t(L));
     var_.resize(std::size_t(L));
     input_.assign(std::size_t(L), nullptr);
     batch_stats_.assign(std::size_t(L), 0);
     units_.assign(std::size_t(L), 0);
+    first_param_.assign(std::size_t(L), 0);
     x_.upload(Xb.data(), std::size_t(Xb.size()));
     ids_.upload(ids, std::size_t(B));
     input_[0] = x_.get();
     const bool dropout = net.dropout() > 0;
+    std::size_t k = 0;  // the layer's first parameter (DenseNetwork::parameters(): W, b, then gamma, beta)
     for (Index l = 0; l < L; ++l) {
       const auto& layer = net.layer(l);
       const std::size_t u = std::size_t(l);
       const Index n = layer.weights.rows(), in = layer.weights.cols();
       units_[u] = n;
-      W_[u].upload(layer.weights.data(), std::size_t(n * in));
-      b_[u].upload(layer.bias.data(), std::size_t(n));
+      first_param_[u] = k;
+      const float* W = this->param(k, layer.weights.data(), n * in);
+      const float* bias = this->param(k + 1, layer.bias.data(), n);
+      k += layer.gamma.size() ? 4 : 2;
       auto& Z = z_[u];
       Z.reserve(std::size_t(n * B));
-      dev_.template launch<FillBias>("fill_bias", n * B, Z.get(), static_cast<const float*>(b_[u].get()), n);
-      dev_.gemm(Op::n, Op::n, n, B, in, W_[u].get(), n, input_[u], in, 1.f, Z.get(), n);
+      dev_.template launch<FillBias>("fill_bias", n * B, Z.get(), bias, n);
+      dev_.gemm(Op::n, Op::n, n, B, in, W, n, input_[u], in, 1.f, Z.get(), n);
       if (l + 1 == L) break;  // the output layer: its product is the output
       dev_.template launch<Relu>("relu", n * B, Z.get());
       const float* h = Z.get();
       if (layer.gamma.size()) {
-        gamma_[u].upload(layer.gamma.data(), std::size_t(n));
-        beta_[u].upload(layer.beta.data(), std::size_t(n));
+        const float* gamma = this->param(first_param_[u] + 2, layer.gamma.data(), n);
+        const float* beta = this->param(first_param_[u] + 3, layer.beta.data(), n);
         mean_[u].reserve(std::size_t(n));
         var_[u].reserve(std::size_t(n));
         inv_std_[u].reserve(std::size_t(n));
@@ -412,17 +635,16 @@ class DenseEngine : public EngineBase<Net, Device> {
         xhat_[u].reserve(std::size_t(n * B));
         bn_[u].reserve(std::size_t(n * B));
         dev_.template launch<BatchNormApply>("batch_norm", n * B, h, n, static_cast<const double*>(mean_[u].get()),
-                                             static_cast<const float*>(inv_std_[u].get()),
-                                             static_cast<const float*>(gamma_[u].get()),
-                                             static_cast<const float*>(beta_[u].get()), xhat_[u].get(), bn_[u].get());
+                                             static_cast<const float*>(inv_std_[u].get()), gamma, beta, xhat_[u].get(),
+                                             bn_[u].get());
         h = bn_[u].get();
       }
       if (l + 2 == L && dropout) {  // inverted dropout on the output layer's input
-        const auto k = make_key(key.seed, RandomDomain::dropout);
+        const auto dk = make_key(key.seed, RandomDomain::dropout);
         mask_.reserve(std::size_t(n * B));
         drop_.reserve(std::size_t(n * B));
-        dev_.template launch<Dropout>("dropout", n * B, h, n, static_cast<const std::uint32_t*>(ids_.get()), k[0], k[1], key.stream,
-                                      float(1.0 - net.dropout()), mask_.get(), drop_.get());
+        dev_.template launch<Dropout>("dropout", n * B, h, n, static_cast<const std::uint32_t*>(ids_.get()), dk[0], dk[1],
+                                      key.stream, float(1.0 - net.dropout()), mask_.get(), drop_.get());
         h = drop_.get();
       }
       input_[u + 1] = h;
@@ -444,43 +666,62 @@ class DenseEngine : public EngineBase<Net, Device> {
 
   void backward(Net& net, const Matrix<float>& Xb, const std::uint32_t* /*ids*/, DrawKey /*key*/,
                 const Matrix<float>& output_grad) override {
-    const Index L = net.num_layers(), B = Xb.cols();
-    if (B != B_ || L != L_ || output_grad.cols() != B)
+    if (Xb.cols() != B_ || net.num_layers() != L_ || output_grad.cols() != B_)
       throw Error("nmsnn GPU engine: backward() called without the matching forward() (batch or layers differ)");
     g_.upload(output_grad.data(), std::size_t(output_grad.size()));
+    backward_device(net, true);
+  }
+
+ protected:
+  const float* output_for_loss(const Net& /*net*/) override { return z_.back().get(); }
+  float* output_grad(Index n) override {
+    g_.reserve(std::size_t(n));
+    return g_.get();
+  }
+
+  /// Backward from dL/doutput in g_ (outputs x B).
+  void backward_device(Net& net, bool download) override {
+    const Index L = L_, B = B_;
     for (Index l = L - 1; l >= 0; --l) {
       auto& layer = net.layer(l);
-      const std::size_t u = std::size_t(l);
+      const std::size_t u = std::size_t(l), k = first_param_[u];
       const Index n = layer.weights.rows(), in = layer.weights.cols();
-      dW_.reserve(std::size_t(n * in));
-      db_.reserve(std::size_t(n));
-      dev_.gemm(Op::n, Op::t, n, in, B, g_.get(), n, input_[u], in, 0.f, dW_.get(), n);
-      dev_.row_sums(n, B, g_.get(), n, db_.get());
-      layer.weight_grad.resize(n, in);
-      layer.bias_grad.resize(n);
-      dW_.download(layer.weight_grad.data(), std::size_t(n * in));
-      db_.download(layer.bias_grad.data(), std::size_t(n));
+      float* dW = this->grad(k, n * in);
+      float* db = this->grad(k + 1, n);
+      dev_.gemm(Op::n, Op::t, n, in, B, g_.get(), n, input_[u], in, 0.f, dW, n);
+      dev_.row_sums(n, B, g_.get(), n, db);
+      if (download) {
+        layer.weight_grad.resize(n, in);
+        layer.bias_grad.resize(n);
+        this->grads_[k].download(layer.weight_grad.data(), std::size_t(n * in));
+        this->grads_[k + 1].download(layer.bias_grad.data(), std::size_t(n));
+      }
       if (l == 0) break;
       // The gradient at this layer's input, then back through the layer below's dropout,
       // batch norm and ReLU.
       gh_.reserve(std::size_t(in * B));
-      dev_.gemm(Op::t, Op::n, in, B, n, W_[u].get(), n, g_.get(), n, 0.f, gh_.get(), in);
-      if (l + 1 == L && net.dropout() > 0) dev_.template launch<Multiply>("dropout_backward", in * B, gh_.get(), static_cast<const float*>(mask_.get()));
+      dev_.gemm(Op::t, Op::n, in, B, n, this->values_[k].get(), n, g_.get(), n, 0.f, gh_.get(), in);
+      if (l + 1 == L && net.dropout() > 0)
+        dev_.template launch<Multiply>("dropout_backward", in * B, gh_.get(), static_cast<const float*>(mask_.get()));
       auto& P = net.layer(l - 1);
-      const std::size_t p = u - 1;
+      const std::size_t p = u - 1, kp = first_param_[p];
       if (P.gamma.size()) {
-        for (auto* a : {&gamma_grad_, &beta_grad_, &sum_dxhat_, &sum_dxhat_xhat_}) a->reserve(std::size_t(in));
+        for (auto* a : {&sum_dxhat_, &sum_dxhat_xhat_}) a->reserve(std::size_t(in));
+        const float* gamma = this->values_[kp + 2].get();
+        float* gamma_grad = this->grad(kp + 2, in);
+        float* beta_grad = this->grad(kp + 3, in);
         dev_.template launch<BatchNormBackwardSums>("batch_norm_backward_sums", in, static_cast<const float*>(gh_.get()),
-                                                    static_cast<const float*>(xhat_[p].get()), in, B,
-                                                    static_cast<const float*>(gamma_[p].get()), gamma_grad_.get(),
-                                                    beta_grad_.get(), sum_dxhat_.get(), sum_dxhat_xhat_.get());
-        P.gamma_grad.resize(in);
-        P.beta_grad.resize(in);
-        gamma_grad_.download(P.gamma_grad.data(), std::size_t(in));
-        beta_grad_.download(P.beta_grad.data(), std::size_t(in));
+                                                    static_cast<const float*>(xhat_[p].get()), in, B, gamma, gamma_grad,
+                                                    beta_grad, sum_dxhat_.get(), sum_dxhat_xhat_.get());
+        if (download) {
+          P.gamma_grad.resize(in);
+          P.beta_grad.resize(in);
+          this->grads_[kp + 2].download(P.gamma_grad.data(), std::size_t(in));
+          this->grads_[kp + 3].download(P.beta_grad.data(), std::size_t(in));
+        }
         dev_.template launch<BatchNormReluBackward>(
             "batch_norm_relu_backward", in * B, gh_.get(), static_cast<const float*>(xhat_[p].get()),
-            static_cast<const float*>(z_[p].get()), in, B, int(batch_stats_[p]), static_cast<const float*>(gamma_[p].get()),
+            static_cast<const float*>(z_[p].get()), in, B, int(batch_stats_[p]), gamma,
             static_cast<const float*>(inv_std_[p].get()), static_cast<const float*>(sum_dxhat_.get()),
             static_cast<const float*>(sum_dxhat_xhat_.get()));
       } else {
@@ -492,15 +733,16 @@ class DenseEngine : public EngineBase<Net, Device> {
 
  private:
   Index B_ = 0, L_ = 0;
-  Array<float> x_, mask_, drop_, g_, gh_, dW_, db_, gamma_grad_, beta_grad_, sum_dxhat_, sum_dxhat_xhat_;
+  Array<float> x_, mask_, drop_, g_, gh_, sum_dxhat_, sum_dxhat_xhat_;
   Array<std::uint32_t> ids_;
-  // Per layer: weights, bias, the product (then its ReLU), batch norm's xhat and output, its
-  // gamma and beta, statistics and 1 / std.
-  std::vector<Array<float>> W_, b_, z_, xhat_, bn_, gamma_, beta_, inv_std_;
+  // Per layer: the product (then its ReLU), batch norm's xhat and output, its statistics and
+  // 1 / std (the parameters and their gradients are EngineBase's).
+  std::vector<Array<float>> z_, xhat_, bn_, inv_std_;
   std::vector<Array<double>> mean_, var_;
   std::vector<const float*> input_;  // each layer's input (device memory)
   std::vector<char> batch_stats_;
   std::vector<Index> units_;
+  std::vector<std::size_t> first_param_;  // each layer's first parameter's index
 };
 
 // ---- the host device ----

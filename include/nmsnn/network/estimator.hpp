@@ -24,6 +24,16 @@
 
 namespace nmsnn {
 
+/// What an engine's step() did: the loss, and whether the step was refused (guarded_step's
+/// rules: a non-finite loss or gradient refuses it before the update; a non-finite updated
+/// weight after it, the optimiser's state then advanced as on the CPU).
+struct StepOutcome {
+  enum class Status { ok, bad_loss, bad_gradient, bad_weights };
+  double loss = 0;
+  Status status = Status::ok;
+  double bad_gradient = 0;  // the first non-finite gradient (bad_gradient)
+};
+
 /// Another engine for a network's training passes (the GPU path of nmsnn/cuda.hpp implements
 /// it; set_engine on SpikingNetwork and DenseNetwork). forward() returns the network's output
 /// (outputs x B) and keeps what backward() needs; backward() writes every parameter's
@@ -39,6 +49,17 @@ class ExternalEngine {
                         const Matrix<Scalar>& output_grad) = 0;
   /// False when the last forward() used no batch statistics for layer l.
   virtual bool batch_statistics(Index /*l*/, Vector<double>& /*mean*/, Vector<double>& /*var*/) const { return false; }
+  /// Whether step() is available.
+  virtual bool can_step() const { return false; }
+  /// After forward(), the rest of a training step on the engine's device: the task's loss and
+  /// its gradient (targets Yb in engine layout, optional class weights), backward, the finite
+  /// checks and the optimiser's update (rule, whose state arrays it reads and writes back);
+  /// then the network's parameters are the updated ones (unchanged when refused). The
+  /// gradients stay on the device. Estimator::train_and_update uses it.
+  virtual StepOutcome step(Net& /*net*/, const Matrix<Scalar>& /*Yb*/, const std::vector<double>* /*class_weights*/,
+                           const UpdateRule<Scalar>& /*rule*/) {
+    throw Error("ExternalEngine::step: this engine has no device step");
+  }
 };
 
 template <class Derived, class Task, class ScalarT>
@@ -109,6 +130,14 @@ class Estimator {
     if (readout) *readout = R;
     return loss;
   }
+  /// One guarded training step on a batch in engine layout: train_batch and guarded_model_step,
+  /// or, when the network's engine can (ExternalEngine::step) and the optimiser gives its
+  /// update as data (update_rule), forward_train and the engine's step: loss, backward and
+  /// update on the engine's device. Throws NumericalError as guarded_step (where: the context).
+  template <class Optimizer>
+  double train_and_update(const Matrix<Scalar>& Xb, const Matrix<Scalar>& Yb, const std::uint32_t* ids, std::uint32_t stream,
+                          Optimizer& opt, std::string_view where, Matrix<Scalar>* readout = nullptr,
+                          const std::vector<double>* class_weights = nullptr);
   /// Loss and metric on validation rows (targets in engine layout, model units).
   std::pair<double, double> validation_loss_metric(const Eigen::MatrixXd& X, const Matrix<Scalar>& Y,
                                                    const std::vector<double>* class_weights) const;
@@ -201,8 +230,43 @@ template <class DX, class DY, class Optimizer>
 double Estimator<Derived, Task, S>::train_step(const Eigen::MatrixBase<DX>& X, const Eigen::MatrixBase<DY>& y,
                                            Optimizer& opt) {
   static_assert(OptimizerFor<Optimizer, S>, "train_step: the optimiser needs step(span<const Parameter>)");
-  const double loss = compute_gradients(X, y);
-  detail::guarded_model_step(self(), opt, loss, "train_step");
+  const Matrix<S> Y = check_and_encode(X, y, "train_step");
+  const Matrix<S> Xb = X.transpose().template cast<S>();
+  std::vector<std::uint32_t> ids(static_cast<std::size_t>(X.rows()));
+  std::iota(ids.begin(), ids.end(), 0u);
+  return train_and_update(Xb, Y, ids.data(), next_stream(), opt, "train_step");
+}
+
+template <class Derived, class Task, class S>
+template <class Optimizer>
+double Estimator<Derived, Task, S>::train_and_update(const Matrix<S>& Xb, const Matrix<S>& Yb, const std::uint32_t* ids,
+                                                     std::uint32_t stream, Optimizer& opt, std::string_view where,
+                                                     Matrix<S>* readout, const std::vector<double>* class_weights) {
+  if constexpr (UpdateAsData<Optimizer, S>) {
+    const auto& engine = self().engine();
+    if (engine && engine->can_step()) {
+      const DrawKey key{self().seed(), stream};
+      Matrix<S> R = self().forward_train(Xb, ids, key);
+      try {
+        const auto params = self().parameters();
+        const StepOutcome out = engine->step(self(), Yb, class_weights,
+                                             opt.template update_rule<S>(std::span<const Parameter<S>>(params)));
+        switch (out.status) {
+          case StepOutcome::Status::ok: opt.count_step(); break;
+          case StepOutcome::Status::bad_loss: detail::diverged_loss(where, out.loss);
+          case StepOutcome::Status::bad_gradient: detail::diverged_gradient(where, out.bad_gradient);
+          case StepOutcome::Status::bad_weights: opt.count_step(); detail::diverged_weights(where);
+        }
+        if (readout) *readout = std::move(R);
+        return out.loss;
+      } catch (const NumericalError&) {
+        if constexpr (requires { self().rollback_step(); }) self().rollback_step();
+        throw;
+      }
+    }
+  }
+  const double loss = train_batch(Xb, Yb, ids, stream, readout, class_weights);
+  detail::guarded_model_step(self(), opt, loss, where);
   return loss;
 }
 

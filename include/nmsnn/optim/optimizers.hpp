@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cmath>
+#include <concepts>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -20,6 +21,25 @@ struct Parameter {
   Scalar* value;
   const Scalar* gradient;
   Index size;
+};
+
+/// An optimiser's next update as data, for an engine that runs it on its own device
+/// (ExternalEngine::step, the GPU path): the constants of this step, in the parameters' Scalar
+/// as the CPU update uses them, and the optimiser's state (slots_per_parameter arrays per
+/// parameter, in the parameters' order: SGD's momentum buffer, Adam's m and v), which the
+/// engine reads before and writes back after its update. Sgd::update_rule and
+/// Adam::update_rule make it; count_step() then records the step.
+template <FloatingScalar Scalar>
+struct UpdateRule {
+  enum class Kind { sgd, adam };
+  Kind kind = Kind::sgd;
+  Scalar learning_rate = 0, momentum = 0, weight_decay = 0;  // SGD (and Adam's weight decay)
+  bool decay = false;                                        // weight_decay != 0
+  bool nesterov = false, first = false;                      // SGD: Nesterov; the first step (buffer = d)
+  Scalar beta1 = 0, beta2 = 0, epsilon = 0;                  // Adam
+  Scalar step_size = 0, bc2_sqrt = 0;                        // Adam: lr / (1 - beta1^t), sqrt(1 - beta2^t)
+  int slots_per_parameter = 0;
+  std::vector<Scalar*> slots;
 };
 
 namespace detail {
@@ -93,6 +113,27 @@ class Sgd {
     steps_ = 0;
   }
 
+  /// This step's update as data (UpdateRule), with the momentum buffers when momentum is set.
+  template <FloatingScalar Scalar>
+  UpdateRule<Scalar> update_rule(std::span<const Parameter<Scalar>> params) {
+    validate();
+    UpdateRule<Scalar> r;
+    r.kind = UpdateRule<Scalar>::Kind::sgd;
+    r.learning_rate = Scalar(options_.learning_rate);
+    r.momentum = Scalar(options_.momentum);
+    r.weight_decay = Scalar(options_.weight_decay);
+    r.decay = options_.weight_decay != 0;
+    r.nesterov = options_.nesterov;
+    r.first = steps_ == 0;
+    if (options_.momentum != 0) {
+      r.slots_per_parameter = 1;
+      for (auto& b : state_.slots(params, 1, "Sgd")) r.slots.push_back(b.data());
+    }
+    return r;
+  }
+  /// Records a step taken by an engine with update_rule()'s data.
+  void count_step() { ++steps_; }
+
   template <FloatingScalar Scalar>
   void step(std::span<const Parameter<Scalar>> params) {
     validate();
@@ -154,17 +195,26 @@ class Adam {
     steps_ = 0;
   }
 
+  /// This step's update as data (UpdateRule), with the moments m and v of every parameter.
+  template <FloatingScalar Scalar>
+  UpdateRule<Scalar> update_rule(std::span<const Parameter<Scalar>> params) {
+    validate();
+    UpdateRule<Scalar> r = constants<Scalar>(steps_ + 1);
+    r.slots_per_parameter = 2;
+    for (auto& a : state_.slots(params, 2, "Adam")) r.slots.push_back(a.data());
+    return r;
+  }
+  /// Records a step taken by an engine with update_rule()'s data.
+  void count_step() { ++steps_; }
+
   template <FloatingScalar Scalar>
   void step(std::span<const Parameter<Scalar>> params) {
     validate();
     auto& slots = state_.slots(params, 2, "Adam");
     ++steps_;
-    const double bc1 = 1.0 - std::pow(options_.beta1, double(steps_));
-    const double bc2 = 1.0 - std::pow(options_.beta2, double(steps_));
-    const Scalar b1 = Scalar(options_.beta1), b2 = Scalar(options_.beta2);
-    const Scalar step_size = Scalar(options_.learning_rate / bc1);
-    const Scalar bc2_sqrt = Scalar(std::sqrt(bc2));
-    const Scalar eps = Scalar(options_.epsilon), wd = Scalar(options_.weight_decay);
+    const UpdateRule<Scalar> c = constants<Scalar>(steps_);
+    const Scalar b1 = c.beta1, b2 = c.beta2, step_size = c.step_size, bc2_sqrt = c.bc2_sqrt, eps = c.epsilon,
+                 wd = c.weight_decay;
     for (std::size_t i = 0; i < params.size(); ++i) {
       Eigen::Map<Eigen::Array<Scalar, Eigen::Dynamic, 1>> p(params[i].value, params[i].size);
       Eigen::Map<const Eigen::Array<Scalar, Eigen::Dynamic, 1>> g0(params[i].gradient, params[i].size);
@@ -183,6 +233,22 @@ class Adam {
   }
 
  private:
+  /// The constants of step t (1-based), as step() and update_rule() use them.
+  template <FloatingScalar Scalar>
+  UpdateRule<Scalar> constants(long long t) const {
+    UpdateRule<Scalar> r;
+    r.kind = UpdateRule<Scalar>::Kind::adam;
+    const double bc1 = 1.0 - std::pow(options_.beta1, double(t));
+    const double bc2 = 1.0 - std::pow(options_.beta2, double(t));
+    r.beta1 = Scalar(options_.beta1);
+    r.beta2 = Scalar(options_.beta2);
+    r.step_size = Scalar(options_.learning_rate / bc1);
+    r.bc2_sqrt = Scalar(std::sqrt(bc2));
+    r.epsilon = Scalar(options_.epsilon);
+    r.weight_decay = Scalar(options_.weight_decay);
+    r.decay = options_.weight_decay != 0;
+    return r;
+  }
   void validate() const {
     detail::check_hyper(options_.learning_rate, false, "Adam", "learning_rate");
     detail::check_hyper(options_.epsilon, true, "Adam", "epsilon");
@@ -201,6 +267,13 @@ concept OptimizerFor = requires(O o, std::span<const Parameter<Scalar>> p) {
   o.step(p);
   { o.learning_rate() } -> std::convertible_to<double>;
   o.set_learning_rate(1.0);
+};
+
+/// An optimiser that can give its update as data (UpdateRule) for a device engine's step.
+template <class O, class Scalar>
+concept UpdateAsData = requires(O o, std::span<const Parameter<Scalar>> p) {
+  { o.template update_rule<Scalar>(p) } -> std::same_as<UpdateRule<Scalar>>;
+  o.count_step();
 };
 
 }  // namespace nmsnn

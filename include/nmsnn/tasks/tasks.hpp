@@ -58,6 +58,26 @@ double weight_sum(const Matrix<Scalar>& Y, const std::vector<double>* weights, I
   return s;
 }
 
+/// Class weight of sample b's label (1 without weights).
+template <class Scalar>
+double sample_weight(const Matrix<Scalar>& Y, const std::vector<double>* weights, Index b) {
+  return weights && !weights->empty() ? (*weights)[std::size_t(Y(0, b))] : 1.0;
+}
+
+/// A task's mean loss over a batch (Z: outputs x B, Y: target rows x B), written once over
+/// the task's per-sample loss (Task::sample_loss, which the GPU path's loss kernel runs too)
+/// and its normaliser (Task::loss_norm); writes dL/dZ into G when given.
+template <class Task, class Scalar>
+double task_loss(const Matrix<Scalar>& Z, const Matrix<Scalar>& Y, Matrix<Scalar>* G, const std::vector<double>* weights) {
+  const double norm = Task::loss_norm(Z.rows(), Y, weights);
+  double total = 0;
+  if (G) G->resize(Z.rows(), Z.cols());
+  for (Index b = 0; b < Z.cols(); ++b)
+    total += Task::sample_loss(Z.col(b).data(), Y.col(b).data(), Z.rows(), sample_weight(Y, weights, b), norm,
+                               G ? G->col(b).data() : static_cast<Scalar*>(nullptr));
+  return total / norm;
+}
+
 }  // namespace detail
 
 /// Two classes, one output z. Loss: binary cross-entropy with logits, mean over the batch.
@@ -86,20 +106,23 @@ struct BinaryClassification {
   template <class Scalar>
   static double loss(const Matrix<Scalar>& Z, const Matrix<Scalar>& Y, Matrix<Scalar>* G,
                      const std::vector<double>* weights = nullptr) {
-    const Index B = Z.cols();
-    const double norm = detail::weight_sum(Y, weights, B);
-    double total = 0;
-    if (G) G->resize(1, B);
-    for (Index b = 0; b < B; ++b) {
-      const double z = double(Z(0, b)), y = double(Y(0, b));
-      const double w = weights ? (*weights)[std::size_t(y)] : 1.0;
-      total += w * (std::max(z, 0.0) - z * y + std::log1p(std::exp(-std::abs(z))));
-      if (G) {
-        const double p = z >= 0 ? 1.0 / (1.0 + std::exp(-z)) : std::exp(z) / (1.0 + std::exp(z));
-        (*G)(0, b) = Scalar(w * (p - y) / norm);
-      }
+    return detail::task_loss<BinaryClassification>(Z, Y, G, weights);
+  }
+  /// The loss's normaliser: the batch's weight sum (B without weights).
+  template <class Scalar>
+  static double loss_norm(Index /*outputs*/, const Matrix<Scalar>& Y, const std::vector<double>* weights) {
+    return detail::weight_sum(Y, weights, Y.cols());
+  }
+  /// Sample b's weighted loss w l_b (z: its output, y: its 0/1 label); g = w (p - y) / norm.
+  template <class Scalar>
+  NMSNN_HOST_DEVICE static double sample_loss(const Scalar* z_, const Scalar* y_, Index /*outputs*/, double w, double norm,
+                                              Scalar* g) {
+    const double z = double(z_[0]), y = double(y_[0]);
+    if (g) {
+      const double p = z >= 0 ? 1.0 / (1.0 + std::exp(-z)) : std::exp(z) / (1.0 + std::exp(z));
+      g[0] = Scalar(w * (p - y) / norm);
     }
-    return total / norm;
+    return w * ((z < 0.0 ? 0.0 : z) - z * y + std::log1p(std::exp(-std::abs(z))));
   }
 
   /// Probabilities n x 2 (columns: class 0, class 1), as scikit-learn's predict_proba.
@@ -153,24 +176,26 @@ struct MulticlassClassification {
   template <class Scalar>
   static double loss(const Matrix<Scalar>& Z, const Matrix<Scalar>& Y, Matrix<Scalar>* G,
                      const std::vector<double>* weights = nullptr) {
-    const Index K = Z.rows(), B = Z.cols();
-    const double norm = detail::weight_sum(Y, weights, B);
-    double total = 0;
-    if (G) G->resize(K, B);
-    for (Index b = 0; b < B; ++b) {
-      double zmax = double(Z(0, b));
-      for (Index k = 1; k < K; ++k) zmax = std::max(zmax, double(Z(k, b)));
-      double sum = 0;
-      for (Index k = 0; k < K; ++k) sum += std::exp(double(Z(k, b)) - zmax);
-      const double log_sum = zmax + std::log(sum);
-      const Index y = Index(Y(0, b));
-      const double w = weights ? (*weights)[std::size_t(y)] : 1.0;
-      total += w * (log_sum - double(Z(y, b)));
-      if (G)
-        for (Index k = 0; k < K; ++k)
-          (*G)(k, b) = Scalar(w * (std::exp(double(Z(k, b)) - log_sum) - (k == y ? 1.0 : 0.0)) / norm);
-    }
-    return total / norm;
+    return detail::task_loss<MulticlassClassification>(Z, Y, G, weights);
+  }
+  /// The loss's normaliser: the batch's weight sum (B without weights).
+  template <class Scalar>
+  static double loss_norm(Index /*outputs*/, const Matrix<Scalar>& Y, const std::vector<double>* weights) {
+    return detail::weight_sum(Y, weights, Y.cols());
+  }
+  /// Sample b's weighted loss w (logsumexp(z) - z_y) over its K outputs z; g = w (softmax(z) -
+  /// onehot(y)) / norm.
+  template <class Scalar>
+  NMSNN_HOST_DEVICE static double sample_loss(const Scalar* z, const Scalar* y_, Index K, double w, double norm, Scalar* g) {
+    double zmax = double(z[0]);
+    for (Index k = 1; k < K; ++k) zmax = double(z[k]) > zmax ? double(z[k]) : zmax;
+    double sum = 0;
+    for (Index k = 0; k < K; ++k) sum += std::exp(double(z[k]) - zmax);
+    const double log_sum = zmax + std::log(sum);
+    const Index y = Index(y_[0]);
+    if (g)
+      for (Index k = 0; k < K; ++k) g[k] = Scalar(w * (std::exp(double(z[k]) - log_sum) - (k == y ? 1.0 : 0.0)) / norm);
+    return w * (log_sum - double(z[y]));
   }
 
   /// Softmax probabilities, n x K.
@@ -234,18 +259,25 @@ struct Regression {
   template <class Scalar>
   static double loss(const Matrix<Scalar>& Z, const Matrix<Scalar>& Y, Matrix<Scalar>* G,
                      const std::vector<double>* weights = nullptr) {
+    return detail::task_loss<Regression>(Z, Y, G, weights);
+  }
+  /// The loss's normaliser: the number of values (outputs x B).
+  template <class Scalar>
+  static double loss_norm(Index outputs, const Matrix<Scalar>& Y, const std::vector<double>* weights) {
     if (weights && !weights->empty())
       detail::raise<ValueError>("regression: class weights apply to classifiers only");
-    const double n = double(Z.size());
+    return double(outputs) * double(Y.cols());
+  }
+  /// Sample b's squared error summed over its k outputs; g = 2 (z - y) / norm.
+  template <class Scalar>
+  NMSNN_HOST_DEVICE static double sample_loss(const Scalar* z, const Scalar* y, Index K, double /*w*/, double norm, Scalar* g) {
     double total = 0;
-    if (G) G->resize(Z.rows(), Z.cols());
-    for (Index b = 0; b < Z.cols(); ++b)
-      for (Index k = 0; k < Z.rows(); ++k) {
-        const double d = double(Z(k, b)) - double(Y(k, b));
-        total += d * d;
-        if (G) (*G)(k, b) = Scalar(2.0 * d / n);
-      }
-    return total / n;
+    for (Index k = 0; k < K; ++k) {
+      const double d = double(z[k]) - double(y[k]);
+      total += d * d;
+      if (g) g[k] = Scalar(2.0 * d / norm);
+    }
+    return total;
   }
 
   /// R² of predictions Z against targets Y (rows: outputs), averaged uniformly over outputs

@@ -41,19 +41,27 @@ void gather_columns(const Eigen::MatrixBase<Derived>& X, const std::vector<Index
   for (Index b = begin; b < end; ++b) Xb.col(b - begin) = X.row(idx[b]).transpose().template cast<Scalar>();
 }
 
+/// The errors of a refused training step (guarded_step, and the device engines' steps).
+[[noreturn]] inline void diverged_loss(std::string_view where, double loss) {
+  raise<NumericalError>(where, ": training diverged, the loss is ", loss, "; the weights are those from before this step");
+}
+[[noreturn]] inline void diverged_gradient(std::string_view where, double g) {
+  raise<NumericalError>(where, ": training diverged, a gradient is ", g, "; the weights are those from before this step");
+}
+[[noreturn]] inline void diverged_weights(std::string_view where) {
+  raise<NumericalError>(where, ": training diverged, the optimiser step produced a non-finite "
+                        "weight; the weights are those from before this step");
+}
+
 /// One optimiser step on parameters whose gradients are already computed. When the loss, a
 /// gradient or an updated parameter is not finite, restores the parameters and throws.
 template <class Scalar, class Optimizer>
 void guarded_step(std::span<const Parameter<Scalar>> params, Optimizer& opt, double loss,
                   std::string_view where) {
-  if (!std::isfinite(loss))
-    raise<NumericalError>(where, ": training diverged, the loss is ", loss,
-                          "; the weights are those from before this step");
+  if (!std::isfinite(loss)) diverged_loss(where, loss);
   for (const auto& p : params)
     for (Index i = 0; i < p.size; ++i)
-      if (!std::isfinite(p.gradient[i]))
-        raise<NumericalError>(where, ": training diverged, a gradient is ", p.gradient[i],
-                              "; the weights are those from before this step");
+      if (!std::isfinite(p.gradient[i])) diverged_gradient(where, double(p.gradient[i]));
   std::vector<std::vector<Scalar>> backup;
   backup.reserve(params.size());
   for (const auto& p : params) backup.emplace_back(p.value, p.value + p.size);
@@ -63,8 +71,7 @@ void guarded_step(std::span<const Parameter<Scalar>> params, Optimizer& opt, dou
       if (!std::isfinite(params[k].value[i])) {
         for (std::size_t r = 0; r < params.size(); ++r)
           std::copy(backup[r].begin(), backup[r].end(), params[r].value);
-        raise<NumericalError>(where, ": training diverged, the optimiser step produced a non-finite "
-                              "weight; the weights are those from before this step");
+        diverged_weights(where);
       }
 }
 
@@ -117,8 +124,8 @@ std::vector<std::vector<Scalar>> snapshot(std::span<const Parameter<Scalar>> par
   return s;
 }
 
-/// The epoch loop. Model provides: Scalar, Task, next_stream(), train_batch(Xb, Yb, ids,
-/// stream, &readout, weights) -> loss with gradients, parameters(), and
+/// The epoch loop. Model provides: Scalar, Task, next_stream(), train_and_update(Xb, Yb, ids,
+/// stream, opt, where, &readout, weights) -> loss (one guarded step), parameters(), and
 /// validation_loss_metric(Xv, Yv) -> {loss, metric}. Y (and Yv) are targets in the engine's
 /// layout (rows x n).
 template <class Model, class Derived, class Optimizer>
@@ -161,8 +168,9 @@ History fit_loop(Model& model, const Eigen::MatrixBase<Derived>& X, const Matrix
         Yb.col(b - begin) = Y.col(idx[b]);
         ids[b - begin] = std::uint32_t(idx[b]);
       }
-      const double loss = model.train_batch(Xb, Yb, ids.data(), stream, &R, weights);
-      guarded_model_step(model, opt, loss, concat("fit (epoch ", epoch + 1, ", batch ", begin / batch + 1, ")"));
+      const double loss = model.train_and_update(Xb, Yb, ids.data(), stream, opt,
+                                                 concat("fit (epoch ", epoch + 1, ", batch ", begin / batch + 1, ")"), &R,
+                                                 weights);
       Rall.middleCols(begin, end - begin) = R;
       Yall.middleCols(begin, end - begin) = Yb;
       total += loss * double(end - begin);
