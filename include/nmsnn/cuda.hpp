@@ -99,8 +99,15 @@ class DeviceArray {
     reserve(n);
     NMSNN_CUDA_CHECK(cudaMemcpy(p_, host, n * sizeof(T), cudaMemcpyHostToDevice));
   }
-  void download(T* host, std::size_t n) const {
-    NMSNN_CUDA_CHECK(cudaMemcpy(host, p_, n * sizeof(T), cudaMemcpyDeviceToHost));
+  void download(T* host, std::size_t n) const { read(0, host, n); }
+  /// Elements [at, at + n) from or to the host, within what is reserved.
+  void write(std::size_t at, const T* host, std::size_t n) {
+    if (at + n > capacity_) throw CudaError("nmsnn::cuda: DeviceArray::write past the array's end");
+    if (n) NMSNN_CUDA_CHECK(cudaMemcpy(p_ + at, host, n * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  void read(std::size_t at, T* host, std::size_t n) const {
+    if (at + n > capacity_) throw CudaError("nmsnn::cuda: DeviceArray::read past the array's end");
+    if (n) NMSNN_CUDA_CHECK(cudaMemcpy(host, p_ + at, n * sizeof(T), cudaMemcpyDeviceToHost));
   }
 
  private:
@@ -208,7 +215,8 @@ class Engine : public nmsnn::detail::device::Engine<Net, Device> {
 
 /// The GPU engine of a DenseNetwork<Task, float>: products, bias, ReLU, batch norm and
 /// dropout (the CPU's masks) forward and backward on the device; the running statistics'
-/// update, the loss and the optimiser on the CPU.
+/// update on the CPU; with Sgd or Adam in fit/train_step, the loss and the optimiser's update
+/// on the device too (ExternalEngine::step).
 template <class Net>
 class DenseEngine : public nmsnn::detail::device::DenseEngine<Net, Device> {
  public:

@@ -6,7 +6,8 @@
 // (tests/test_device_engine.cpp); only the CUDA calls themselves need a GPU.
 //
 // A device provides:
-//   template <class T> using Array = ...;   // reserve(n), upload(p, n), download(p, n), get()
+//   template <class T> using Array = ...;   // reserve(n), upload(p, n), download(p, n), get(),
+//                                           // write(at, p, n), read(at, p, n) (within reserve)
 //   template <class K, class... A> void launch(const char* name, Index n, A... args);
 //                                           // K::run(i, args...) for every i in [0, n)
 //   void gemm(Op ta, Op tb, Index m, Index n, Index k, const float* A, Index lda,
@@ -220,12 +221,18 @@ struct TaskLoss {
   }
 };
 
+/// p[i] = v.
+template <class T>
+struct Set {
+  NMSNN_HOST_DEVICE static void run(Index i, T* p, T v) { p[i] = v; }
+};
+
 /// x is finite: x - x is 0 for finite x and NaN for NaN and the infinities.
 NMSNN_HOST_DEVICE inline bool finite(float x) { return x - x == 0.f; }
 
-/// flag[0] = 1 when a[i] is not finite (every such thread writes the same 1).
+/// *flag = 1 when a[i] is not finite (every such thread writes the same 1).
 struct FlagNonFinite {
-  NMSNN_HOST_DEVICE static void run(Index i, const float* a, int* flag) {
+  NMSNN_HOST_DEVICE static void run(Index i, const float* a, double* flag) {
     if (!finite(a[i])) *flag = 1;
   }
 };
@@ -234,7 +241,7 @@ struct FlagNonFinite {
 /// mu buf + d; p -= lr buf, or lr (d + mu buf) with Nesterov); flag = 1 when p is not finite.
 struct SgdUpdate {
   NMSNN_HOST_DEVICE static void run(Index i, float* p, const float* g, float* buf, float lr, float mu, float wd, int decay,
-                                    int first, int nesterov, int* flag) {
+                                    int first, int nesterov, float* flag) {
     float d = g[i];
     if (decay) d += wd * p[i];
     if (buf) {
@@ -243,19 +250,19 @@ struct SgdUpdate {
       else d = buf[i];
     }
     p[i] -= lr * d;
-    if (!finite(p[i])) *flag = 1;
+    if (!finite(p[i])) *flag = 1.f;
   }
 };
 
 /// Adam's update of element i (Adam::step's rule); flag = 1 when p is not finite.
 struct AdamUpdate {
   NMSNN_HOST_DEVICE static void run(Index i, float* p, const float* g0, float* m, float* v, float b1, float b2, float step_size,
-                                    float bc2_sqrt, float eps, float wd, int decay, int* flag) {
+                                    float bc2_sqrt, float eps, float wd, int decay, float* flag) {
     const float g = decay ? g0[i] + wd * p[i] : g0[i];
     m[i] = b1 * m[i] + (1.f - b1) * g;
     v[i] = b2 * v[i] + (1.f - b2) * g * g;
     p[i] -= step_size * (m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps));
-    if (!finite(p[i])) *flag = 1;
+    if (!finite(p[i])) *flag = 1.f;
   }
 };
 
@@ -266,12 +273,16 @@ struct AdamUpdate {
 /// and the device step (ExternalEngine::step): loss, backward, finite checks and the
 /// optimiser's update. Float networks only.
 ///
-/// Parameters are uploaded only when the network's values differ from what the device holds
-/// (a host copy of it), so after a device step, whose updated values are downloaded into the
-/// network, the next forward uploads nothing; a network changed between steps (by the user, a
-/// refused step, restored best weights) is uploaded again. The optimiser's state likewise:
-/// uploaded when it differs from the device's, and downloaded into the optimiser after each
-/// update, so that the optimiser object stays the state's owner and may go on on the CPU.
+/// The parameters live in one device array, state_: a flag, then every parameter (each at a
+/// 128-byte boundary, zero between), then the optimiser's state arrays laid out the same way;
+/// their gradients in another, grads_, at the same offsets. A step thus checks all gradients in
+/// one launch and brings the updated parameters and state back in one copy. Parameters are
+/// uploaded only when the network's values differ from what the device holds (shadow_, a host
+/// copy of state_), so after a device step, whose updated values go into the network, the next
+/// forward uploads nothing; a network changed between steps (by the user, a refused step,
+/// restored best weights) is uploaded again. The optimiser's state likewise: uploaded when it
+/// differs, and copied into the optimiser after each update, so that the optimiser object
+/// stays the state's owner and may go on on the CPU.
 template <class Net, class Device>
 class EngineBase : public ExternalEngine<Net> {
   static_assert(std::is_same_v<typename Net::Scalar, float>, "the GPU engines need a network of float (Scalar = float)");
@@ -293,6 +304,8 @@ class EngineBase : public ExternalEngine<Net> {
     if (!fresh_ || Yb.cols() != B)
       throw Error("nmsnn GPU engine: step() needs the forward() of the same batch just before it");
     fresh_ = false;
+    const auto params = net.parameters();
+    NMSNN_ASSERT(params.size() == offsets_.size());
     const double norm = Task::loss_norm(K, Yb, class_weights);
     y_.upload(Yb.data(), std::size_t(Yb.size()));
     const double* w = nullptr;
@@ -302,76 +315,65 @@ class EngineBase : public ExternalEngine<Net> {
       w_.upload(wb.data(), wb.size());
       w = w_.get();
     }
-    losses_.reserve(std::size_t(B));
-    const float* Z = output_for_loss(net);
-    dev_.template launch<TaskLoss<Task>>("loss", B, Z, static_cast<const float*>(y_.get()), K, Yb.rows(), w, norm,
-                                         output_grad(K * B), losses_.get());
+    // losses_: B per-sample losses, then the flag of a non-finite gradient.
+    losses_.reserve(std::size_t(B + 1));
+    dev_.template launch<Set<double>>("fill", 1, losses_.get() + B, 0.0);
+    dev_.template launch<TaskLoss<Task>>("loss", B, output_for_loss(net), static_cast<const float*>(y_.get()), K, Yb.rows(), w,
+                                         norm, output_grad(K * B), losses_.get());
     backward_device(net, false);
-    const auto params = net.parameters();
-    NMSNN_ASSERT(params.size() <= grads_.size());
-    const int zero[2] = {0, 0};
-    flag_.upload(zero, 2);
-    for (std::size_t k = 0; k < params.size(); ++k)
-      dev_.template launch<FlagNonFinite>("finite_check", params[k].size, static_cast<const float*>(grads_[k].get()), flag_.get());
-    std::vector<double> per(static_cast<std::size_t>(B));
+    dev_.template launch<FlagNonFinite>("finite_check", end_, static_cast<const float*>(grads_.get()), losses_.get() + B);
+    std::vector<double> per(static_cast<std::size_t>(B + 1));
     losses_.download(per.data(), per.size());
-    int flags[2];
-    flag_.download(flags, 2);
     StepOutcome out;
     double total = 0;
-    for (const double l : per) total += l;
+    for (Index b = 0; b < B; ++b) total += per[std::size_t(b)];
     out.loss = total / norm;
     if (!std::isfinite(out.loss)) {
       out.status = StepOutcome::Status::bad_loss;
       return out;
     }
-    if (flags[0]) {  // the gradients into the network, for the error's value and for inspection
+    if (per[std::size_t(B)] != 0) {  // the gradients into the network, for the error's value and for inspection
       out.status = StepOutcome::Status::bad_gradient;
       for (std::size_t k = 0; k < params.size(); ++k) {
         auto* g = const_cast<float*>(params[k].gradient);
-        grads_[k].download(g, std::size_t(params[k].size));
+        download_grad(k, g, params[k].size);
         for (Index i = 0; i < params[k].size && out.bad_gradient == 0; ++i)
           if (!std::isfinite(g[i])) out.bad_gradient = double(g[i]);
       }
       return out;
     }
-    const int per_param = rule.slots_per_parameter;
-    NMSNN_ASSERT(rule.slots.size() == params.size() * std::size_t(per_param));
-    if (slots_.size() < rule.slots.size()) {
-      slots_.resize(rule.slots.size());
-      slot_shadow_.resize(rule.slots.size());
-    }
+    const int slots = rule.slots_per_parameter;
+    NMSNN_ASSERT(slots >= 0 && slots <= max_slots && rule.slots.size() == params.size() * std::size_t(slots));
+    float* state = state_.get();
+    dev_.template launch<Set<float>>("fill", 1, state, 0.f);
     for (std::size_t k = 0; k < params.size(); ++k) {
       const Index n = params[k].size;
-      float* p = values_[k].get();
-      const float* g = grads_[k].get();
-      auto slot = [&](int s) { return sync(slots_[k * per_param + s], slot_shadow_[k * per_param + s], rule.slots[k * per_param + s], n); };
+      auto slot = [&](int s) { return sync(slot_at(s, k), rule.slots[k * std::size_t(slots) + std::size_t(s)], n); };
       if (rule.kind == UpdateRule<float>::Kind::sgd) {
-        float* buf = per_param ? slot(0) : nullptr;
-        dev_.template launch<SgdUpdate>("sgd", n, p, g, buf, rule.learning_rate, rule.momentum, rule.weight_decay, int(rule.decay),
-                                        int(rule.first), int(rule.nesterov), flag_.get() + 1);
+        float* buf = slots ? slot(0) : nullptr;
+        dev_.template launch<SgdUpdate>("sgd", n, state + offsets_[k], grads_.get() + offsets_[k], buf, rule.learning_rate,
+                                        rule.momentum, rule.weight_decay, int(rule.decay), int(rule.first), int(rule.nesterov),
+                                        state);
       } else {
         float* m = slot(0);
         float* v = slot(1);
-        dev_.template launch<AdamUpdate>("adam", n, p, g, m, v, rule.beta1, rule.beta2, rule.step_size, rule.bc2_sqrt,
-                                         rule.epsilon, rule.weight_decay, int(rule.decay), flag_.get() + 1);
+        dev_.template launch<AdamUpdate>("adam", n, state + offsets_[k], grads_.get() + offsets_[k], m, v, rule.beta1, rule.beta2,
+                                         rule.step_size, rule.bc2_sqrt, rule.epsilon, rule.weight_decay, int(rule.decay), state);
       }
     }
-    flag_.download(flags, 2);
-    // The updated values and state: into the host copies, then into the network (unless
+    // The flag, the updated values and state in one copy; then into the network (unless
     // refused: the network keeps its values, and the next forward uploads them) and the
     // optimiser (its state advances either way, as on the CPU).
+    state_.read(0, shadow_.data(), std::size_t(slot_offset(slots)));
+    const bool refused = shadow_[0] != 0.f;
     for (std::size_t k = 0; k < params.size(); ++k) {
-      const std::size_t n = std::size_t(params[k].size);
-      values_[k].download(shadow_[k].data(), n);
-      if (!flags[1]) std::memcpy(params[k].value, shadow_[k].data(), n * sizeof(float));
-      for (int s = 0; s < per_param; ++s) {
-        const std::size_t j = k * std::size_t(per_param) + std::size_t(s);
-        slots_[j].download(slot_shadow_[j].data(), n);
-        std::memcpy(rule.slots[j], slot_shadow_[j].data(), n * sizeof(float));
-      }
+      const std::size_t n = std::size_t(params[k].size), at = offsets_[k];
+      if (!refused) std::memcpy(params[k].value, shadow_.data() + at, n * sizeof(float));
+      for (int s = 0; s < slots; ++s)
+        std::memcpy(rule.slots[k * std::size_t(slots) + std::size_t(s)], shadow_.data() + slot_at(s, std::size_t(k)),
+                    n * sizeof(float));
     }
-    if (flags[1]) out.status = StepOutcome::Status::bad_weights;
+    if (refused) out.status = StepOutcome::Status::bad_weights;
     return out;
   }
 
@@ -379,35 +381,35 @@ class EngineBase : public ExternalEngine<Net> {
   template <class T>
   using Array = typename Device::template Array<T>;
 
-  /// The device array's content made equal to host[0..n), uploading only when the host copy
-  /// of it (shadow) differs.
-  static float* sync(Array<float>& a, std::vector<float>& shadow, const float* host, Index n) {
-    const std::size_t m = std::size_t(n);
-    if (shadow.size() != m || (m && std::memcmp(shadow.data(), host, m * sizeof(float)) != 0)) {
-      a.upload(host, m);
-      shadow.assign(host, host + m);
-    }
-    return a.get();
-  }
-  /// Parameter k (the order of net.parameters()) on the device, from the host's values.
-  float* param(std::size_t k, const float* host, Index n) {
-    if (values_.size() <= k) {
-      values_.resize(k + 1);
-      shadow_.resize(k + 1);
-      grads_.resize(k + 1);
-    }
-    return sync(values_[k], shadow_[k], host, n);
-  }
-  /// Parameter k's gradient on the device (n values).
-  float* grad(std::size_t k, Index n) {
-    grads_[k].reserve(std::size_t(n));
-    return grads_[k].get();
-  }
-  /// Begins a forward pass of B samples (step() may follow once).
-  void begin_forward(Index B) {
+  /// Begins a forward pass of B samples (step() may follow once) of a network whose
+  /// parameters have these sizes (the order of net.parameters()); a new layout zeroes the
+  /// parameters, their gradients and the optimiser's state on the device.
+  void begin_forward(Index B, const std::vector<Index>& sizes) {
     batch_ = B;
     fresh_ = true;
+    if (sizes == sizes_) return;
+    sizes_ = sizes;
+    offsets_.clear();
+    std::size_t at = align;  // state_[0] is the flag of a step's update
+    for (const Index n : sizes) {
+      offsets_.push_back(at);
+      at += (std::size_t(n) + align - 1) / align * align;
+    }
+    end_ = at;
+    const std::size_t total = slot_offset(max_slots);
+    state_.reserve(total);
+    grads_.reserve(end_);
+    dev_.template launch<Set<float>>("fill", Index(total), state_.get(), 0.f);
+    dev_.template launch<Set<float>>("fill", Index(end_), grads_.get(), 0.f);
+    shadow_.assign(total, 0.f);
   }
+  /// Parameter k on the device, made equal to the host's values (uploaded when they differ).
+  const float* param(std::size_t k, const float* host, Index n) { return sync(offsets_[k], host, n); }
+  /// Parameter k's values on the device, as they are.
+  const float* value(std::size_t k) const { return state_.get() + offsets_[k]; }
+  /// Parameter k's gradient on the device.
+  float* grad(std::size_t k) { return grads_.get() + offsets_[k]; }
+  void download_grad(std::size_t k, float* host, Index n) const { grads_.read(offsets_[k], host, std::size_t(n)); }
 
   /// The engine's part of step(): the output of the last forward (outputs x B) on the device,
   /// as the loss sees it; where the gradient of the loss with respect to it goes; backward
@@ -417,17 +419,33 @@ class EngineBase : public ExternalEngine<Net> {
   virtual void backward_device(Net& net, bool download) = 0;
 
   Device dev_;
-  std::vector<Array<float>> values_, grads_;
-  std::vector<std::vector<float>> shadow_;
 
  private:
+  static constexpr std::size_t align = 32;  // floats: 128 bytes
+  static constexpr int max_slots = 2;       // Adam's m and v
+  /// Where state_'s slot s begins (slot_offset(0): the first optimiser slot; the parameters
+  /// are [align, end_)); slot_offset(S) is the end of S slots.
+  std::size_t slot_offset(int s) const { return end_ + std::size_t(s) * (end_ - align); }
+  /// Where parameter k's part of slot s is.
+  std::size_t slot_at(int s, std::size_t k) const { return slot_offset(s) + offsets_[k] - align; }
+  /// state_[at, at + n) made equal to host[0, n), uploading only when shadow_ differs.
+  float* sync(std::size_t at, const float* host, Index n) {
+    const std::size_t m = std::size_t(n);
+    if (m && std::memcmp(shadow_.data() + at, host, m * sizeof(float)) != 0) {
+      state_.write(at, host, m);
+      std::memcpy(shadow_.data() + at, host, m * sizeof(float));
+    }
+    return state_.get() + at;
+  }
+
   Index batch_ = 0;
   bool fresh_ = false;
-  Array<float> y_;
+  std::vector<Index> sizes_;
+  std::vector<std::size_t> offsets_;
+  std::size_t end_ = 0;  // past the last parameter
+  Array<float> state_, grads_, y_;
   Array<double> w_, losses_;
-  Array<int> flag_;
-  std::vector<Array<float>> slots_;
-  std::vector<std::vector<float>> slot_shadow_;
+  std::vector<float> shadow_;
 };
 
 /// Runs a SpikingNetwork<Task, float>'s training passes on Device (see the top of this file
@@ -448,7 +466,9 @@ class Engine : public EngineBase<Net, Device> {
   Matrix<float> forward(const Net& net, const Matrix<float>& Xb, const std::uint32_t* ids, DrawKey key) override {
     const Index T = net.time_steps(), B = Xb.cols(), F = Xb.rows(), TB = T * B, L = net.num_layers();
     T_ = T, B_ = B, L_ = L, F_ = F;
-    this->begin_forward(B);
+    std::vector<Index> sizes;
+    for (Index l = 0; l < L; ++l) sizes.insert(sizes.end(), {net.layer(l).outputs() * net.layer(l).inputs(), net.layer(l).outputs()});
+    this->begin_forward(B, sizes);
     out_.resize(std::size_t(L));
     grad_.resize(std::size_t(L));
     x_.upload(Xb.data(), std::size_t(F * B));
@@ -526,8 +546,8 @@ class Engine : public EngineBase<Net, Device> {
       auto& layer = net.layer(l);
       const Index n = layer.outputs(), in = layer.inputs();
       auto& D = grad_[std::size_t(l)];
-      float* dW = this->grad(weight_index(l), n * in);
-      float* db = this->grad(weight_index(l) + 1, n);
+      float* dW = this->grad(weight_index(l));
+      float* db = this->grad(weight_index(l) + 1);
       dev_.row_sums(n, TB, D.get(), n, db);
       if (l > 0) {
         const auto& below = out_[std::size_t(l - 1)];
@@ -537,7 +557,7 @@ class Engine : public EngineBase<Net, Device> {
           // dW = dU[:, steps 1..T-1] O_{l-1}[:, steps 0..T-2]^T; dL/do_{t-1} of layer l-1 =
           // W^T du_t, and zero at its last step.
           dev_.gemm(Op::n, Op::t, n, in, (T - 1) * B, D.get() + B * n, n, below.get(), in, 0.f, dW, n);
-          dev_.gemm(Op::t, Op::n, in, (T - 1) * B, n, this->values_[weight_index(l)].get(), n, D.get() + B * n, n, 0.f,
+          dev_.gemm(Op::t, Op::n, in, (T - 1) * B, n, this->value(weight_index(l)), n, D.get() + B * n, n, 0.f,
                     Dbelow.get(), in);
           dev_.template launch<Fill>("fill", in * B, Dbelow.get() + (T - 1) * B * in, 0.f);
         } else {
@@ -555,8 +575,8 @@ class Engine : public EngineBase<Net, Device> {
       if (download) {
         layer.mutable_weight_gradient().resize(n, in);
         layer.mutable_bias_gradient().resize(n);
-        this->grads_[weight_index(l)].download(layer.mutable_weight_gradient().data(), std::size_t(n * in));
-        this->grads_[weight_index(l) + 1].download(layer.mutable_bias_gradient().data(), std::size_t(n));
+        this->download_grad(weight_index(l), layer.mutable_weight_gradient().data(), n * in);
+        this->download_grad(weight_index(l) + 1, layer.mutable_bias_gradient().data(), n);
       }
     }
   }
@@ -590,7 +610,13 @@ class DenseEngine : public EngineBase<Net, Device> {
   Matrix<float> forward(const Net& net, const Matrix<float>& Xb, const std::uint32_t* ids, DrawKey key) override {
     const Index L = net.num_layers(), B = Xb.cols();
     B_ = B, L_ = L;
-    this->begin_forward(B);
+    std::vector<Index> sizes;
+    for (Index l = 0; l < L; ++l) {
+      const auto& layer = net.layer(l);
+      sizes.insert(sizes.end(), {layer.weights.size(), layer.bias.size()});
+      if (layer.gamma.size()) sizes.insert(sizes.end(), {layer.gamma.size(), layer.beta.size()});
+    }
+    this->begin_forward(B, sizes);
     for (auto* v : {&z_, &xhat_, &bn_, &inv_std_}) v->resize(std::size_t(L));
     mean_.resize(std::size_t(L));
     var_.resize(std::size_t(L));
@@ -686,38 +712,38 @@ class DenseEngine : public EngineBase<Net, Device> {
       auto& layer = net.layer(l);
       const std::size_t u = std::size_t(l), k = first_param_[u];
       const Index n = layer.weights.rows(), in = layer.weights.cols();
-      float* dW = this->grad(k, n * in);
-      float* db = this->grad(k + 1, n);
+      float* dW = this->grad(k);
+      float* db = this->grad(k + 1);
       dev_.gemm(Op::n, Op::t, n, in, B, g_.get(), n, input_[u], in, 0.f, dW, n);
       dev_.row_sums(n, B, g_.get(), n, db);
       if (download) {
         layer.weight_grad.resize(n, in);
         layer.bias_grad.resize(n);
-        this->grads_[k].download(layer.weight_grad.data(), std::size_t(n * in));
-        this->grads_[k + 1].download(layer.bias_grad.data(), std::size_t(n));
+        this->download_grad(k, layer.weight_grad.data(), n * in);
+        this->download_grad(k + 1, layer.bias_grad.data(), n);
       }
       if (l == 0) break;
       // The gradient at this layer's input, then back through the layer below's dropout,
       // batch norm and ReLU.
       gh_.reserve(std::size_t(in * B));
-      dev_.gemm(Op::t, Op::n, in, B, n, this->values_[k].get(), n, g_.get(), n, 0.f, gh_.get(), in);
+      dev_.gemm(Op::t, Op::n, in, B, n, this->value(k), n, g_.get(), n, 0.f, gh_.get(), in);
       if (l + 1 == L && net.dropout() > 0)
         dev_.template launch<Multiply>("dropout_backward", in * B, gh_.get(), static_cast<const float*>(mask_.get()));
       auto& P = net.layer(l - 1);
       const std::size_t p = u - 1, kp = first_param_[p];
       if (P.gamma.size()) {
         for (auto* a : {&sum_dxhat_, &sum_dxhat_xhat_}) a->reserve(std::size_t(in));
-        const float* gamma = this->values_[kp + 2].get();
-        float* gamma_grad = this->grad(kp + 2, in);
-        float* beta_grad = this->grad(kp + 3, in);
+        const float* gamma = this->value(kp + 2);
+        float* gamma_grad = this->grad(kp + 2);
+        float* beta_grad = this->grad(kp + 3);
         dev_.template launch<BatchNormBackwardSums>("batch_norm_backward_sums", in, static_cast<const float*>(gh_.get()),
                                                     static_cast<const float*>(xhat_[p].get()), in, B, gamma, gamma_grad,
                                                     beta_grad, sum_dxhat_.get(), sum_dxhat_xhat_.get());
         if (download) {
           P.gamma_grad.resize(in);
           P.beta_grad.resize(in);
-          this->grads_[kp + 2].download(P.gamma_grad.data(), std::size_t(in));
-          this->grads_[kp + 3].download(P.beta_grad.data(), std::size_t(in));
+          this->download_grad(kp + 2, P.gamma_grad.data(), in);
+          this->download_grad(kp + 3, P.beta_grad.data(), in);
         }
         dev_.template launch<BatchNormReluBackward>(
             "batch_norm_relu_backward", in * B, gh_.get(), static_cast<const float*>(xhat_[p].get()),
@@ -764,9 +790,15 @@ class HostArray {
     reserve(n);
     if (n) std::memcpy(v_.data(), host, n * sizeof(T));
   }
-  void download(T* host, std::size_t n) const {
-    NMSNN_ASSERT(n <= v_.size());
-    if (n) std::memcpy(host, v_.data(), n * sizeof(T));
+  void download(T* host, std::size_t n) const { read(0, host, n); }
+  /// Elements [at, at + n) from or to the host, within what is reserved.
+  void write(std::size_t at, const T* host, std::size_t n) {
+    NMSNN_ASSERT(at + n <= v_.size());
+    if (n) std::memcpy(v_.data() + at, host, n * sizeof(T));
+  }
+  void read(std::size_t at, T* host, std::size_t n) const {
+    NMSNN_ASSERT(at + n <= v_.size());
+    if (n) std::memcpy(host, v_.data() + at, n * sizeof(T));
   }
 
  private:
