@@ -68,8 +68,8 @@ TEST_CASE("device encode kernel draws the CPU encoder's inputs exactly", "[devic
     nmsnn::Matrix<float> expected(F, T * B), got(F, T * B);
     nmsnn::InputEncoder<float>(kind).encode(X, ids, key, 0, T, expected);
     dev::HostDevice d;
-    d.launch<dev::Encode>("encode", F * T * B, got.data(), static_cast<const float*>(X.data()), ids, F, B, int(kind), k[0], k[1],
-                          key.stream);
+    d.launch<dev::Encode>("encode", F * B * ((T + 3) / 4), got.data(), static_cast<const float*>(X.data()), ids, F, B, T, int(kind),
+                          k[0], k[1], key.stream);
     CHECK(got == expected);
   }
 }

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -41,20 +42,25 @@ enum class Op { n, t };
 // ---- kernel bodies: element i of n (one GPU thread each, or one iteration of a host loop) ----
 
 /// S (F x T*B, column t*B + b) = layer 1's input for every step: the CPU encoder's draws
-/// (Philox counter {t / 4, feature, sample id, stream}, word t % 4, 24-bit uniform).
+/// (Philox counter {t / 4, feature, sample id, stream}, word t % 4, 24-bit uniform). Element
+/// i of F*B*ceil(T/4) is feature f of sample b at steps 4q..4q+3: one counter's four words.
 struct Encode {
-  NMSNN_HOST_DEVICE static void run(Index i, float* S, const float* X, const std::uint32_t* ids, Index F, Index B, int kind,
-                                    std::uint32_t k0, std::uint32_t k1, std::uint32_t stream) {
-    const Index f = i % F, col = i / F, b = col % B, t = col / B;
+  NMSNN_HOST_DEVICE static void run(Index i, float* S, const float* X, const std::uint32_t* ids, Index F, Index B, Index T,
+                                    int kind, std::uint32_t k0, std::uint32_t k1, std::uint32_t stream) {
+    const Index f = i % F, rest = i / F, b = rest % B, q = rest / B;
     const float x = X[f + F * b];
-    float s = x;
-    if (kind != int(Encoding::direct)) {
-      const auto r = Philox4x32::generate({std::uint32_t(t >> 2), std::uint32_t(f), ids[b], stream}, {k0, k1});
-      const float u = uniform01_24(r[t & 3]);
-      const float p = x < 0.f ? 0.f : (x > 1.f ? 1.f : x);
-      s = kind == int(Encoding::rate) ? u * x : (u < p ? 1.f : 0.f);
+    const float p = x < 0.f ? 0.f : (x > 1.f ? 1.f : x);
+    const bool draws = kind != int(Encoding::direct);
+    std::array<std::uint32_t, 4> r{};
+    if (draws) r = Philox4x32::generate({std::uint32_t(q), std::uint32_t(f), ids[b], stream}, {k0, k1});
+    for (Index j = 0; j < 4 && 4 * q + j < T; ++j) {
+      float s = x;
+      if (draws) {
+        const float u = uniform01_24(r[std::size_t(j)]);
+        s = kind == int(Encoding::rate) ? u * x : (u < p ? 1.f : 0.f);
+      }
+      S[((4 * q + j) * B + b) * F + f] = s;
     }
-    S[i] = s;
   }
 };
 
@@ -475,8 +481,8 @@ class Engine : public EngineBase<Net, Device> {
     ids_.upload(ids, std::size_t(B));
     S_.reserve(std::size_t(F * TB));
     const auto k = make_key(key.seed, RandomDomain::input_mask);
-    dev_.template launch<Encode>("encode", F * TB, S_.get(), x_.get(), ids_.get(), F, B, int(net.encoder().kind()), k[0], k[1],
-                                 key.stream);
+    dev_.template launch<Encode>("encode", F * B * ((T + 3) / 4), S_.get(), x_.get(), ids_.get(), F, B, T, int(net.encoder().kind()),
+                                 k[0], k[1], key.stream);
     const Index outputs = net.outputs();
     readout_.reserve(std::size_t(outputs * B));
     dev_.template launch<Fill>("fill", outputs * B, readout_.get(), 0.f);
