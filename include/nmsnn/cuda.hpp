@@ -13,9 +13,11 @@
 // encoders drawing the same counter-based (Philox4x32-10) numbers as the CPU, so a seed gives
 // the same masks on both; all-steps products with cuBLAS; fused forward scans (leak,
 // threshold, reset, one-step delay, readout accumulation) and backward scans; weight and bias
-// gradients. The input batch is uploaded once per step and the readout and gradients come
-// back; the optimiser, the losses and inference stay on the CPU (so a GPU-trained model is an
-// ordinary SpikingNetwork). Scalar must be float. The engine and its kernel bodies are in
+// gradients; in fit and train_step with Sgd or Adam, the task's loss, the finite checks and the
+// optimiser's update too (ExternalEngine::step). Per step the batch goes up once and the
+// readout, the per-sample losses and the updated parameters and optimiser state come back, so
+// a GPU-trained model is an ordinary SpikingNetwork and the optimiser an ordinary optimiser;
+// inference runs on the CPU. Scalar must be float. The engine and its kernel bodies are in
 // nmsnn/detail/device_engine.hpp, shared with a host device that tests their logic on any
 // machine; this file adds the CUDA device (memory, launches, cuBLAS).
 //

@@ -168,9 +168,10 @@ class DenseNetwork : public Estimator<DenseNetwork<Task, ScalarT>, Task, ScalarT
   }
 
   /// Runs the training passes (fit, train_step, compute_gradients) on another engine, such
-  /// as the GPU (nmsnn::cuda::DenseEngine); nullptr returns to the CPU. The optimiser, the
-  /// losses, the running statistics' update and inference stay on the CPU. Copies of the
-  /// network share the engine.
+  /// as the GPU (nmsnn::cuda::DenseEngine); nullptr returns to the CPU. With Sgd or Adam, fit
+  /// and train_step run the loss and the update on the engine too (Estimator::train_and_update);
+  /// the running statistics' update and inference stay on the CPU. Copies of the network share
+  /// the engine.
   void set_engine(std::shared_ptr<ExternalEngine<DenseNetwork>> engine) { engine_ = std::move(engine); }
   const std::shared_ptr<ExternalEngine<DenseNetwork>>& engine() const { return engine_; }
 

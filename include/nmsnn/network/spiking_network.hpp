@@ -105,8 +105,10 @@ class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, Sca
   /// Peak bytes of the engine's buffers for a training batch of this size.
   std::size_t workspace_bytes(Index batch) const;
   /// Runs the training passes (fit, train_step, compute_gradients) on another engine, such
-  /// as the GPU (nmsnn::cuda::Engine); nullptr returns to the CPU engine. The optimiser, the
-  /// losses and inference stay on the CPU. Copies of the network share the engine.
+  /// as the GPU (nmsnn::cuda::Engine); nullptr returns to the CPU engine. With an optimiser
+  /// that gives its update as data (Sgd, Adam), fit and train_step run the loss and the update
+  /// on the engine too (Estimator::train_and_update); inference stays on the CPU. Copies of the
+  /// network share the engine.
   void set_engine(std::shared_ptr<ExternalEngine<SpikingNetwork>> engine) { engine_ = std::move(engine); }
   const std::shared_ptr<ExternalEngine<SpikingNetwork>>& engine() const { return engine_; }
 
