@@ -6,6 +6,8 @@
 #include <nmsnn/nmsnn.hpp>
 
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "../engine_parity.hpp"
 
@@ -73,6 +75,23 @@ int main() {
     refusal("dense binary (batch norm, dropout), weights",
             test::refusal<CudaEngine>(nmsnn::DenseNetwork<nmsnn::BinaryClassification>({.inputs = 6, .seed = 3}), data.X, yb, false),
             1);
+    {  // Out of device memory: the encoded inputs of 100000 steps of 2000 samples of 784 features
+       // (627 GB) cannot be allocated; the error names the call.
+      using Net = nmsnn::SpikingNetwork<nmsnn::MulticlassClassification>;
+      Net big({.inputs = 784, .outputs = 10, .time_steps = 100000, .seed = 1});
+      nmsnn::cuda::Engine<Net> engine;
+      const nmsnn::Matrix<float> Xb = nmsnn::Matrix<float>::Zero(784, 2000);
+      std::vector<std::uint32_t> ids(2000, 0);
+      std::string what = "none";
+      try {
+        engine.forward(big, Xb, ids.data(), {});
+      } catch (const nmsnn::cuda::CudaError& err) {
+        what = err.what();
+      }
+      std::printf("out of device memory: %s\n", what.c_str());
+      check(what.find("cudaMalloc") != std::string::npos && what.find("cudaErrorMemoryAllocation") != std::string::npos,
+            "out of device memory throws CudaError naming cudaMalloc");
+    }
     bool threw = false;
     try {
       nmsnn::cuda::Engine<nmsnn::SpikingNetwork<nmsnn::Regression>> e(999);
