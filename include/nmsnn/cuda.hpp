@@ -174,7 +174,7 @@ class Device : public nmsnn::detail::device::KernelClock {
   void row_sums(Index m, Index n, const float* A, Index lda, float* y) {
     if (ones_n_ < n) {
       ones_.reserve(std::size_t(n));
-      launch<nmsnn::detail::device::Fill>("fill", n, ones_.get(), 1.f);
+      launch<nmsnn::detail::device::Set<float>>("fill", n, ones_.get(), 1.f);
       ones_n_ = n;
     }
     const float one = 1.f, zero = 0.f;

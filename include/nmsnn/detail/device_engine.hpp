@@ -70,8 +70,9 @@ struct FillBias {
 };
 
 /// p[i] = v.
-struct Fill {
-  NMSNN_HOST_DEVICE static void run(Index i, float* p, float v) { p[i] = v; }
+template <class T>
+struct Set {
+  NMSNN_HOST_DEVICE static void run(Index i, T* p, T v) { p[i] = v; }
 };
 
 /// Forward scan of element j (a neuron and a sample) of a layer's n x B block per step:
@@ -225,12 +226,6 @@ struct TaskLoss {
                                     float* G, double* losses) {
     losses[b] = Task::sample_loss(Z + K * b, Y + rows * b, K, w ? w[b] : 1.0, norm, G + K * b);
   }
-};
-
-/// p[i] = v.
-template <class T>
-struct Set {
-  NMSNN_HOST_DEVICE static void run(Index i, T* p, T v) { p[i] = v; }
 };
 
 /// x is finite: x - x is 0 for finite x and NaN for NaN and the infinities.
@@ -485,7 +480,7 @@ class Engine : public EngineBase<Net, Device> {
                                  k[0], k[1], key.stream);
     const Index outputs = net.outputs();
     readout_.reserve(std::size_t(outputs * B));
-    dev_.template launch<Fill>("fill", outputs * B, readout_.get(), 0.f);
+    dev_.template launch<Set<float>>("fill", outputs * B, readout_.get(), 0.f);
     for (Index l = 0; l < L; ++l) {
       const auto& layer = net.layer(l);
       const Index n = layer.outputs(), in = layer.inputs();
@@ -506,9 +501,10 @@ class Engine : public EngineBase<Net, Device> {
                                         float(nr.penalty), int(nr.reset == Reset::subtract), last ? readout_.get() : nullptr,
                                         net.readout().first_state(), net.readout().last_state());
     }
+    if (net.readout().kind() == Readout::mean)  // the readout as the loss sees it (step() reads it there)
+      dev_.template launch<Divide>("readout_mean", outputs * B, readout_.get(), float(T - net.begin_eval()));
     Matrix<float> R(outputs, B);
     readout_.download(R.data(), std::size_t(outputs * B));
-    if (net.readout().kind() == Readout::mean) R /= float(T - net.begin_eval());
     return R;
   }
 
@@ -521,11 +517,7 @@ class Engine : public EngineBase<Net, Device> {
   }
 
  protected:
-  const float* output_for_loss(const Net& net) override {
-    if (net.readout().kind() == Readout::mean)
-      dev_.template launch<Divide>("readout_mean", net.outputs() * B_, readout_.get(), float(T_ - net.begin_eval()));
-    return readout_.get();
-  }
+  const float* output_for_loss(const Net& /*net*/) override { return readout_.get(); }
   float* output_grad(Index n) override {
     gv_.reserve(std::size_t(n));
     return gv_.get();
@@ -565,10 +557,10 @@ class Engine : public EngineBase<Net, Device> {
           dev_.gemm(Op::n, Op::t, n, in, (T - 1) * B, D.get() + B * n, n, below.get(), in, 0.f, dW, n);
           dev_.gemm(Op::t, Op::n, in, (T - 1) * B, n, this->value(weight_index(l)), n, D.get() + B * n, n, 0.f,
                     Dbelow.get(), in);
-          dev_.template launch<Fill>("fill", in * B, Dbelow.get() + (T - 1) * B * in, 0.f);
+          dev_.template launch<Set<float>>("fill", in * B, Dbelow.get() + (T - 1) * B * in, 0.f);
         } else {
-          dev_.template launch<Fill>("fill", n * in, dW, 0.f);
-          dev_.template launch<Fill>("fill", in * TB, Dbelow.get(), 0.f);
+          dev_.template launch<Set<float>>("fill", n * in, dW, 0.f);
+          dev_.template launch<Set<float>>("fill", in * TB, Dbelow.get(), 0.f);
         }
         const auto& nr = net.layer(l - 1).neuron();
         dev_.template launch<BackwardScan>("backward_scan", in * B, Dbelow.get(), static_cast<const float*>(below.get()), in * B, T,
@@ -616,9 +608,13 @@ class DenseEngine : public EngineBase<Net, Device> {
   Matrix<float> forward(const Net& net, const Matrix<float>& Xb, const std::uint32_t* ids, DrawKey key) override {
     const Index L = net.num_layers(), B = Xb.cols();
     B_ = B, L_ = L;
+    // The parameters (DenseNetwork::parameters(): per layer W, b, then gamma, beta with batch
+    // norm) and each layer's first one.
     std::vector<Index> sizes;
+    first_param_.assign(std::size_t(L), 0);
     for (Index l = 0; l < L; ++l) {
       const auto& layer = net.layer(l);
+      first_param_[std::size_t(l)] = sizes.size();
       sizes.insert(sizes.end(), {layer.weights.size(), layer.bias.size()});
       if (layer.gamma.size()) sizes.insert(sizes.end(), {layer.gamma.size(), layer.beta.size()});
     }
@@ -629,21 +625,17 @@ class DenseEngine : public EngineBase<Net, Device> {
     input_.assign(std::size_t(L), nullptr);
     batch_stats_.assign(std::size_t(L), 0);
     units_.assign(std::size_t(L), 0);
-    first_param_.assign(std::size_t(L), 0);
     x_.upload(Xb.data(), std::size_t(Xb.size()));
     ids_.upload(ids, std::size_t(B));
     input_[0] = x_.get();
     const bool dropout = net.dropout() > 0;
-    std::size_t k = 0;  // the layer's first parameter (DenseNetwork::parameters(): W, b, then gamma, beta)
     for (Index l = 0; l < L; ++l) {
       const auto& layer = net.layer(l);
-      const std::size_t u = std::size_t(l);
+      const std::size_t u = std::size_t(l), k = first_param_[u];
       const Index n = layer.weights.rows(), in = layer.weights.cols();
       units_[u] = n;
-      first_param_[u] = k;
       const float* W = this->param(k, layer.weights.data(), n * in);
       const float* bias = this->param(k + 1, layer.bias.data(), n);
-      k += layer.gamma.size() ? 4 : 2;
       auto& Z = z_[u];
       Z.reserve(std::size_t(n * B));
       dev_.template launch<FillBias>("fill_bias", n * B, Z.get(), bias, n);
@@ -652,8 +644,8 @@ class DenseEngine : public EngineBase<Net, Device> {
       dev_.template launch<Relu>("relu", n * B, Z.get());
       const float* h = Z.get();
       if (layer.gamma.size()) {
-        const float* gamma = this->param(first_param_[u] + 2, layer.gamma.data(), n);
-        const float* beta = this->param(first_param_[u] + 3, layer.beta.data(), n);
+        const float* gamma = this->param(k + 2, layer.gamma.data(), n);
+        const float* beta = this->param(k + 3, layer.beta.data(), n);
         mean_[u].reserve(std::size_t(n));
         var_[u].reserve(std::size_t(n));
         inv_std_[u].reserve(std::size_t(n));
