@@ -203,12 +203,63 @@ TEST_CASE("the resource guard refuses a training or prediction batch above the m
   const std::size_t need = net.workspace_bytes(256);
   CHECK(need > (std::size_t(100) << 20));  // 100 neurons x 1000 steps x 256 samples, floats
   const std::string e = error_of([&] { net.fit(X, y, adam, {.epochs = 1, .batch_size = 256, .memory_limit = std::size_t(64) << 20}); });
-  CHECK(e.find("more than the limit of 64 MiB") != std::string::npos);
+  CHECK(e.find("more than the memory limit of 64 MiB") != std::string::npos);
   CHECK_THROWS_AS(net.fit(X, y, adam, {.epochs = 1, .batch_size = 256, .memory_limit = std::size_t(64) << 20}), ResourceError);
-  const std::size_t before = memory_limit();
   set_memory_limit(std::size_t(16) << 20);
   CHECK_THROWS_AS(net.predict(X), ResourceError);
-  set_memory_limit(before);
+  reset_memory_limit();
   // Below the limit the same calls run.
   CHECK(net.predict(X.topRows(2)).size() == 2);
+}
+
+TEST_CASE("a numeric target with a stray NA, or a number among text labels, is an error naming the line") {
+  std::string s = "a,b,price\n";
+  for (int i = 0; i < 270; ++i) s += std::to_string(i) + ",1," + std::to_string(1000 + 7 * i) + ".5\n";
+  s += "3,4,NA\n";
+  TempCsv f(s);
+  const std::string e = error_of([&] { read_csv(f.path, {.target = std::string("price")}); });
+  CHECK(e.find("line 272, column 'price': 'NA' is not a number, but 270 of the 271 target values are") != std::string::npos);
+  CHECK(e.find("a missing value") != std::string::npos);
+  TempCsv g("a,label\n1,cat\n2,dog\n3,7\n4,cat\n", "nmsnn_bad_labels.csv");
+  CHECK(error_of([&] { read_csv(g.path); }).find("line 4, column 'label': the number '7' among text labels") != std::string::npos);
+  // Text labels alone and numbers alone are read as before.
+  TempCsv h("a,label\n1,cat\n2,dog\n", "nmsnn_ok_labels.csv");
+  CHECK(read_csv(h.path).class_names == std::vector<std::string>{"cat", "dog"});
+}
+
+TEST_CASE("duplicate column names are refused") {
+  TempCsv f("a,b,a,target\n1,2,3,0\n");
+  const std::string e = error_of([&] { read_csv(f.path); });
+  CHECK(e.find("the column name 'a' appears more than once (columns 1 and 3") != std::string::npos);
+}
+
+TEST_CASE("a feature in units of 1e300 (or 1e-300) is scaled like any other, and its model saves and loads") {
+  const Dataset d = read_csv(std::string(NMSNN_TEST_DATA) + "/iris.csv");
+  Eigen::MatrixXd big = d.X, small = d.X;
+  big.col(2) *= 1e300;
+  small.col(2) *= 1e-300;
+  Scaler s0 = StandardScaler(), s1 = StandardScaler(), s2 = StandardScaler();
+  const Eigen::MatrixXd z0 = s0.fit_transform(d.X), z1 = s1.fit_transform(big), z2 = s2.fit_transform(small);
+  REQUIRE(s1.scale().allFinite());
+  REQUIRE(s2.scale().allFinite());
+  CHECK((s2.scale().array() > 0).all());
+  CHECK(test::max_rel_error(z1, z0) < 1e-12);
+  CHECK(test::max_rel_error(z2, z0) < 1e-12);
+  // A column of ordinary values gets the same bits as the plain formula.
+  const Eigen::RowVectorXd mean = d.X.colwise().mean();
+  CHECK(s0.offset() == mean);
+  // Min-max scaling whose range itself overflows is refused, naming the column.
+  Eigen::MatrixXd wide = d.X;
+  wide(0, 1) = 1.5e308;
+  wide(1, 1) = -1.5e308;
+  CHECK(error_of([&] { MinMaxScaler().fit(wide); }).find("column 1") != std::string::npos);
+  SpikingNetwork<MulticlassClassification> net({.inputs = 4, .outputs = 3, .hidden = {8}, .time_steps = 8, .seed = 1});
+  Adam adam({.learning_rate = 1e-2});
+  net.fit(z1, d.y, adam, {.epochs = 2, .progress = Progress::off});
+  const std::string path = "nmsnn_test_1e300.safetensors";
+  save_model(path, net, {s1, d.feature_names, d.target_name, {"a", "b", "c"}});
+  ModelExtras back;
+  const auto loaded = load_model<SpikingNetwork<MulticlassClassification>>(path, &back);
+  CHECK(loaded.predict(back.scaler.transform(big)) == net.predict(z1));
+  std::remove(path.c_str());
 }

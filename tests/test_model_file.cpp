@@ -1,7 +1,10 @@
 // Saved models: round trip with bit-identical predictions, and every kind of bad file.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <functional>
 #include <fstream>
 
 #include "test_helpers.hpp"
@@ -96,8 +99,8 @@ TEST_CASE("truncated, bit-flipped, empty, foreign, wrong-version and gigantic fi
     spit(bad, good.substr(0, n));
     CHECK_THROWS_AS(load_model<SpikingNetwork<BinaryClassification>>(bad), IoError);
   }
-  // Single-bit flips all over the file: either a clear IoError or a model that loads (a flip
-  // inside a weight's bytes changes a weight); never a crash.
+  // Single-bit flips all over the file, header and weights: each one is refused (the checksum
+  // covers both), never a crash.
   for (std::size_t i = 0; i < good.size(); i += 3) {
     std::string s = good;
     s[i] = char(s[i] ^ (1 << (i % 8)));
@@ -110,6 +113,7 @@ TEST_CASE("truncated, bit-flipped, empty, foreign, wrong-version and gigantic fi
     }
   }
   CHECK(rejected > 0);
+  CHECK(accepted == 0);
   // Foreign files.
   spit(bad, "x0,x1,target\n1,2,0\n");
   CHECK_THROWS_AS(load_model<SpikingNetwork<BinaryClassification>>(bad), IoError);
@@ -119,7 +123,7 @@ TEST_CASE("truncated, bit-flipped, empty, foreign, wrong-version and gigantic fi
   CHECK_THROWS_WITH(load_model<SpikingNetwork<BinaryClassification>>(bad), Catch::Contains("not an nmsnn model"));
   // Another format version.
   std::string v2 = good;
-  v2.replace(v2.find("\"format_version\":\"1\""), 20, "\"format_version\":\"9\"");
+  v2.replace(v2.find("\"format_version\":\"2\""), 20, "\"format_version\":\"9\"");
   spit(bad, v2);
   CHECK_THROWS_WITH(load_model<SpikingNetwork<BinaryClassification>>(bad), Catch::Contains("format version 9"));
   // A header that claims a gigantic tensor, and one that claims a gigantic header.
@@ -162,4 +166,286 @@ TEST_CASE("the file is a valid safetensors file that NumPy users can read") {
   std::memcpy(&v, s.data() + 8 + n + off + (1 * 3 + 2) * 4, 4);
   CHECK(v == net.layer(0).weights()(1, 2));
   std::remove(path.c_str());
+}
+
+namespace {
+
+/// A saved file taken apart: its header and data section, to alter and seal again (the checksum
+/// recomputed, so that the loader's other checks are what refuses the change).
+struct Parts {
+  nlohmann::json header;
+  std::string data;
+  explicit Parts(const std::string& bytes) {
+    std::uint64_t n = 0;
+    std::memcpy(&n, bytes.data(), 8);
+    header = nlohmann::json::parse(bytes.substr(8, n));
+    data = bytes.substr(8 + n);
+  }
+  nlohmann::json description() const { return nlohmann::json::parse(header["__metadata__"]["model"].get<std::string>()); }
+  void set_description(const nlohmann::json& m) { header["__metadata__"]["model"] = m.dump(); }
+  std::string sealed() const { return detail::seal_safetensors(header, data); }
+  /// Removes a tensor and its bytes, moving the later tensors' offsets down.
+  void remove_tensor(const std::string& name) {
+    const std::uint64_t b = header[name]["data_offsets"][0], e = header[name]["data_offsets"][1];
+    header.erase(name);
+    data.erase(b, e - b);
+    for (auto& [k, v] : header.items())
+      if (k != "__metadata__" && v["data_offsets"][0].get<std::uint64_t>() >= e) {
+        v["data_offsets"][0] = v["data_offsets"][0].get<std::uint64_t>() - (e - b);
+        v["data_offsets"][1] = v["data_offsets"][1].get<std::uint64_t>() - (e - b);
+      }
+  }
+};
+
+template <class Net>
+std::string load_error(const std::string& bytes) {
+  const std::string path = "nmsnn_test_crafted.safetensors";
+  spit(path, bytes);
+  std::string e;
+  try {
+    (void)load_model<Net>(path);
+  } catch (const IoError& err) {
+    e = err.what();
+  }
+  std::string e2;
+  try {
+    (void)inspect_model(path);
+  } catch (const IoError& err) {
+    e2 = err.what();
+  }
+  std::remove(path.c_str());
+  // inspect validates as load does (a wrong kind or task aside).
+  if (e.find("holds a") == std::string::npos) CHECK(e2 == e);
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("the checksum is zlib's CRC-32 and is verified; version 1 files still load") {
+  CHECK(detail::crc32("123456789") == 0xCBF43926u);  // the standard check value
+  CHECK(detail::crc32("") == 0u);
+  CHECK(detail::crc32("56789", detail::crc32("1234")) == 0xCBF43926u);
+  const nlohmann::json expected = test::load_json("model_v1/expected.json");
+  const Eigen::MatrixXd probe = test::to_matrix(expected["probe_rows"]);
+  const std::string dir = std::string(NMSNN_TEST_FIXTURES) + "/model_v1/";
+  {
+    ModelExtras ex;
+    const auto net = load_model<SpikingNetwork<MulticlassClassification>>(dir + "spiking_multiclass_v1.safetensors", &ex);
+    CHECK(ex.class_names == std::vector<std::string>{"setosa", "versicolor", "virginica"});
+    CHECK(test::max_rel_error(net.predict_proba(ex.scaler.transform(probe)).cast<double>(),
+                              test::to_matrix(expected["spiking_multiclass"])) < 1e-6);
+  }
+  {
+    ModelExtras ex;
+    const auto net = load_model<DenseNetwork<Regression>>(dir + "dense_regression_v1.safetensors", &ex);
+    CHECK(test::max_rel_error(net.predict(ex.scaler.transform(probe.leftCols(3))).cast<double>(),
+                              test::to_matrix(expected["dense_regression"])) < 1e-6);
+  }
+  {
+    const auto net = load_model<SpikingNetwork<Regression>>(dir + "spiking_regression_v1.safetensors");
+    CHECK(net.target_scale().size() == 1);  // its target scaling, without the version 2 flag
+    CHECK(test::max_rel_error(net.predict(probe.leftCols(3)).cast<double>(), test::to_matrix(expected["spiking_regression"])) <
+          1e-6);
+  }
+  // A version 2 file: the checksum is in the metadata and covers the data.
+  SpikingNetwork<BinaryClassification> net({.inputs = 3, .hidden = {5}, .time_steps = 4, .seed = 2});
+  save_model("nmsnn_test_v2.safetensors", net);
+  Parts p(slurp("nmsnn_test_v2.safetensors"));
+  std::remove("nmsnn_test_v2.safetensors");
+  CHECK(p.header["__metadata__"]["format_version"] == "2");
+  CHECK(p.header["__metadata__"]["checksum"].get<std::string>().rfind("crc32:", 0) == 0);
+  Parts flipped = p;
+  flipped.data[5] = char(flipped.data[5] ^ 0x10);  // one bit of one weight
+  std::string bytes = p.sealed();
+  bytes[bytes.size() - p.data.size() + 5] = char(bytes[bytes.size() - p.data.size() + 5] ^ 0x10);
+  CHECK(load_error<SpikingNetwork<BinaryClassification>>(bytes).find("checksum mismatch") != std::string::npos);
+  CHECK(load_error<SpikingNetwork<BinaryClassification>>(flipped.sealed()).empty());  // resealed: a valid file
+  Parts no_sum = p;
+  no_sum.header["__metadata__"].erase("checksum");
+  std::string raw = no_sum.header.dump();
+  std::string file(8, '\0');
+  const std::uint64_t n = raw.size();
+  std::memcpy(file.data(), &n, 8);
+  CHECK(load_error<SpikingNetwork<BinaryClassification>>(file + raw + p.data).find("no checksum") != std::string::npos);
+}
+
+TEST_CASE("crafted files that pass the checksum: shapes, tensors, names and settings are all checked") {
+  using Net = SpikingNetwork<MulticlassClassification>;
+  Net net({.inputs = 4, .outputs = 3, .hidden = {100}, .time_steps = 8, .seed = 5});
+  ModelExtras ex{StandardScaler(), {"a", "b", "c", "d"}, "y", {"x", "y", "z"}};
+  ex.scaler.fit(Eigen::MatrixXd(Eigen::MatrixXd::Random(10, 4)));
+  save_model("nmsnn_test_craft.safetensors", net, ex);
+  const Parts good(slurp("nmsnn_test_craft.safetensors"));
+  std::remove("nmsnn_test_craft.safetensors");
+  REQUIRE(load_error<Net>(good.sealed()).empty());
+  auto with_shape = [&](const nlohmann::json& shape) {
+    Parts p = good;
+    p.header["layers.0.weight"]["shape"] = shape;
+    return load_error<Net>(p.sealed());
+  };
+  // The element count is right (400), the shape is not.
+  CHECK(with_shape({4, 100}).find("'layers.0.weight' has shape [4, 100], expected [100, 4]") != std::string::npos);
+  CHECK(with_shape({400}).find("has shape [400], expected [100, 4]") != std::string::npos);
+  CHECK(with_shape({2, 2, 100}).find("has shape [2, 2, 100]") != std::string::npos);
+  {  // Overlapping tensors: the bias's offsets moved onto the weights' bytes.
+    Parts p = good;
+    const std::uint64_t wb = p.header["layers.0.weight"]["data_offsets"][0];
+    p.header["layers.0.bias"]["data_offsets"] = {wb, wb + 400};
+    const std::string e = load_error<Net>(p.sealed());
+    CHECK((e.find("overlaps") != std::string::npos || e.find("gap") != std::string::npos));
+  }
+  {  // Bytes no tensor claims.
+    Parts p = good;
+    p.data += std::string(8, '\0');
+    CHECK(load_error<Net>(p.sealed()).find("bytes of data after the last tensor") != std::string::npos);
+  }
+  {  // A tensor the architecture does not have, and a missing one.
+    Parts p = good;
+    const std::uint64_t end = p.data.size();
+    p.header["extra"] = {{"dtype", "F32"}, {"shape", {1}}, {"data_offsets", {end, end + 4}}};
+    p.data += std::string(4, '\0');
+    CHECK(load_error<Net>(p.sealed()).find("unexpected tensor 'extra'") != std::string::npos);
+    Parts q = good;
+    q.remove_tensor("layers.1.bias");
+    CHECK(load_error<Net>(q.sealed()).find("tensor 'layers.1.bias' is missing") != std::string::npos);
+    Parts r = good;
+    r.remove_tensor("scaler.scale");
+    CHECK(load_error<Net>(r.sealed()).find("tensor 'scaler.scale' is missing") != std::string::npos);
+  }
+  {  // A dtype other than the description's scalar.
+    Parts p = good;
+    p.header["layers.0.bias"]["dtype"] = "F64";
+    p.header["layers.0.bias"]["shape"] = {50};
+    CHECK(load_error<Net>(p.sealed()).find("'layers.0.bias' is F64, expected F32") != std::string::npos);
+  }
+  {  // A key twice in the header, and twice in the description (JSON parsers keep one silently).
+    const std::string bytes = good.sealed();
+    std::uint64_t n = 0;
+    std::memcpy(&n, bytes.data(), 8);
+    std::string h = bytes.substr(8, n);
+    const std::string entry = "\"layers.0.bias\":" + good.header["layers.0.bias"].dump();
+    h.insert(1, entry + ",");
+    std::string file(8, '\0');
+    const std::uint64_t m = h.size();
+    std::memcpy(file.data(), &m, 8);
+    CHECK(load_error<Net>(file + h + good.data).find("the key 'layers.0.bias' more than once") != std::string::npos);
+    Parts p = good;
+    std::string desc = p.header["__metadata__"]["model"];
+    desc.insert(1, "\"inputs\":400000,");
+    p.header["__metadata__"]["model"] = desc;
+    CHECK(load_error<Net>(p.sealed()).find("the key 'inputs' more than once") != std::string::npos);
+  }
+  auto with = [&](const std::function<void(nlohmann::json&)>& change) {
+    Parts p = good;
+    nlohmann::json m = p.description();
+    change(m);
+    p.set_description(m);
+    return load_error<Net>(p.sealed());
+  };
+  struct Case {
+    const char* name;
+    std::function<void(nlohmann::json&)> change;
+    const char* expect;
+  };
+  const std::vector<Case> cases{
+      {"decay 1e300", [](auto& m) { m["layers"][0]["decay"] = 1e300; }, "'layers[0].decay' is 1e+300, outside [0.0, 1.0]"},
+      {"negative penalty", [](auto& m) { m["layers"][1]["penalty"] = -1; }, "'layers[1].penalty' is -1"},
+      {"zero threshold", [](auto& m) { m["layers"][0]["threshold"] = 0; }, "'layers[0].threshold' must be > 0"},
+      {"unknown reset", [](auto& m) { m["layers"][0]["reset"] = "bounce"; }, "'layers[0].reset' is 'bounce'"},
+      {"layer inputs", [](auto& m) { m["layers"][1]["inputs"] = 7; }, "'layers[1].inputs' is 7, outside 100..100"},
+      {"layer key", [](auto& m) { m["layers"][0]["leak"] = 1; }, "unknown setting 'layers[0].leak'"},
+      {"seed -1", [](auto& m) { m["seed"] = "-1"; }, "'seed' is '-1', not a decimal number"},
+      {"seed 2^64", [](auto& m) { m["seed"] = "18446744073709551616"; }, "'seed' is '18446744073709551616'"},
+      {"seed number", [](auto& m) { m["seed"] = 5; }, "'seed' is not a string"},
+      {"inputs 4.5", [](auto& m) { m["inputs"] = 4.5; }, "'inputs' is not an integer (4.5)"},
+      {"inputs 0", [](auto& m) { m["inputs"] = 0; }, "'inputs' is 0, outside 1.."},
+      {"outputs 1 for multiclass", [](auto& m) { m["outputs"] = 1; }, "'outputs' is 1, outside 2.."},
+      {"time_steps 2^40", [](auto& m) { m["time_steps"] = std::int64_t(1) << 40; }, "'time_steps' is 1099511627776"},
+      {"begin_eval = T", [](auto& m) { m["begin_eval"] = 8; }, "'begin_eval' is 8, outside 0..7"},
+      {"readout", [](auto& m) { m["readout"] = "max"; }, "'readout' is 'max'"},
+      {"hidden empty", [](auto& m) { m["hidden"] = nlohmann::json::array(); }, "'hidden' is not a list of 1 to 1024 widths"},
+      {"layers short", [](auto& m) { m["layers"].erase(1); }, "'layers' does not list one entry for each of the 2 layers"},
+      {"unknown key", [](auto& m) { m["learning_rate"] = 0.1; }, "unknown setting 'learning_rate'"},
+      {"missing key", [](auto& m) { m.erase("encoder"); }, "has no 'encoder'"},
+      {"class names too few", [](auto& m) { m["class_names"] = {"x", "y"}; }, "'class_names' has 2 names, the model has 3"},
+      {"class names repeated", [](auto& m) { m["class_names"] = {"x", "x", "y"}; }, "'class_names' names 'x' more than once"},
+      {"feature names too many", [](auto& m) { m["feature_names"] = {"a", "b", "c", "d", "e"}; }, "has 5 names, the model has 4"},
+      {"feature names repeated", [](auto& m) { m["feature_names"] = {"a", "b", "a", "d"}; }, "names 'a' more than once"},
+      {"scaler unknown", [](auto& m) { m["scaler"] = "robust"; }, "'scaler' is 'robust'"},
+      {"kind", [](auto& m) { m["kind"] = "recurrent"; }, "'kind' is 'recurrent'"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.name);
+    const std::string e = with(c.change);
+    INFO(e);
+    CHECK(e.find(c.expect) != std::string::npos);
+    CHECK(e.find("nmsnn_test_crafted.safetensors") != std::string::npos);
+  }
+  // A scaler of kind "none" with no tensors is fine; "standard" without them is not.
+  CHECK(with([](auto& m) { m["scaler"] = "minmax"; }).empty());
+}
+
+TEST_CASE("a regressor without its target scaling, and a 2 KB file claiming 1024 layers of 16384, are refused") {
+  SpikingNetwork<Regression> reg({.inputs = 3, .hidden = {6}, .time_steps = 4, .seed = 1});
+  Adam adam;
+  const Eigen::MatrixXd X = Eigen::MatrixXd::Random(20, 3);
+  reg.fit(X, Eigen::VectorXd(X.col(0) * 100.0), adam, {.epochs = 1, .progress = Progress::off});
+  save_model("nmsnn_test_reg.safetensors", reg);
+  Parts p(slurp("nmsnn_test_reg.safetensors"));
+  std::remove("nmsnn_test_reg.safetensors");
+  CHECK(p.description()["target_scaling"] == true);
+  p.remove_tensor("target.offset");
+  p.remove_tensor("target.scale");
+  CHECK(load_error<SpikingNetwork<Regression>>(p.sealed()).find("tensor 'target.offset' is missing") != std::string::npos);
+  // Saying there is no scaling (a model trained without it) while the tensors are there.
+  Parts q(detail::seal_safetensors(p.header, p.data));
+  nlohmann::json m = q.description();
+  m["target_scaling"] = false;
+  q.set_description(m);
+  CHECK(load_error<SpikingNetwork<Regression>>(q.sealed()).empty());  // consistent: no tensors, no scaling
+
+  // 1024 hidden layers of 16384 described, no tensors: refused by the tensor check before the
+  // network (1024 x 16384^2 weights, 1 TiB) is allocated.
+  SpikingNetwork<BinaryClassification> tiny({.inputs = 3, .hidden = {5}, .time_steps = 4, .seed = 2});
+  save_model("nmsnn_test_tiny.safetensors", tiny);
+  Parts t(slurp("nmsnn_test_tiny.safetensors"));
+  std::remove("nmsnn_test_tiny.safetensors");
+  nlohmann::json d = t.description();
+  d["hidden"] = std::vector<Index>(1024, 16384);
+  nlohmann::json layer = d["layers"][0];
+  d["layers"] = nlohmann::json::array();
+  for (int l = 0; l <= 1024; ++l) {
+    layer["inputs"] = l == 0 ? 3 : 16384;
+    layer["outputs"] = l == 1024 ? 1 : 16384;
+    d["layers"].push_back(layer);
+  }
+  t.set_description(d);
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string e = load_error<SpikingNetwork<BinaryClassification>>(t.sealed());
+  CHECK(e.find("tensor 'layers.0.bias' has shape [5], expected [16384]") != std::string::npos);
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
+}
+
+TEST_CASE("save_model refuses extras that the file could not hold truthfully") {
+  SpikingNetwork<MulticlassClassification> net({.inputs = 2, .outputs = 3, .hidden = {4}, .time_steps = 4, .seed = 1});
+  const std::string path = "nmsnn_test_extras.safetensors";
+  std::remove(path.c_str());
+  auto refused = [&](const ModelExtras& ex, const char* expect) {
+    INFO(expect);
+    try {
+      save_model(path, net, ex);
+      FAIL("saved");
+    } catch (const ValueError& e) {
+      CHECK(std::string(e.what()).find(expect) != std::string::npos);
+    }
+    CHECK(!std::ifstream(path));  // nothing written
+  };
+  refused({Scaler(), {"a"}, "", {}}, "1 feature names for 2 inputs");
+  refused({Scaler(), {"a", "a"}, "", {}}, "the feature name 'a' appears more than once");
+  refused({Scaler(), {}, "", {"p", "q"}}, "2 class names for a model of 3 classes");
+  refused({Scaler(), {}, "", {"p", "q", "p"}}, "the class name 'p' appears more than once");
+  refused({StandardScaler(), {}, "", {}}, "the standard scaler was not fitted");
+  ModelExtras wrong{StandardScaler(), {}, "", {}};
+  wrong.scaler.fit(Eigen::MatrixXd(Eigen::MatrixXd::Random(5, 3)));
+  refused(wrong, "the scaler has 3 columns, the model 2 inputs");
 }

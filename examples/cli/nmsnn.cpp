@@ -5,18 +5,28 @@
 //         [--hidden 100[,50]] [--time-steps 64] [--begin-eval 0] [--encoder rate|direct|bernoulli]
 //         [--reset scale|subtract] [--epochs N] [--batch-size B] [--optimizer adam|sgd] [--lr X]
 //         [--test-size 0.25] [--scale standard|minmax|none] [--seed S] [--threads N]
-//         [--out MODEL] [--report REPORT.html] [--json]
-//   nmsnn evaluate MODEL DATA.csv --target COL [--json] [--report REPORT.html]
-//   nmsnn predict MODEL DATA.csv [--out PREDICTIONS.csv] [--proba]
+//         [--out MODEL] [--report REPORT.html] [--force] [--memory-limit SIZE] [--json]
+//   nmsnn evaluate MODEL DATA.csv --target COL [--json] [--report REPORT.html] [--force]
+//   nmsnn predict MODEL DATA.csv [--out PREDICTIONS.csv] [--proba] [--force]
 //   nmsnn inspect MODEL
 //
-// Every mistake gets one line on standard error and exit status 2.
+// Every mistake gets one line on standard error and exit status 2, and so does a failed write
+// (standard output included). Outputs are checked before any work: an output may not be an
+// input of the same command or another output, must be a regular file or a new one, and an
+// existing file that is not an nmsnn file of that kind (model, report, predictions) is replaced
+// only with --force.
 #include <CLI/CLI.hpp>
 #include <nmsnn/nmsnn.hpp>
 
+#include <cctype>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <set>
@@ -49,13 +59,75 @@ std::string label_text(double v) { return nmsnn::viz::format_number(v); }
 /// The target column: by name, or by 0-based index when COL is a number not in the header.
 nmsnn::CsvOptions csv_options(const std::string& target) {
   nmsnn::CsvOptions o;
-  if (!target.empty() && target.find_first_not_of("0123456789") == std::string::npos) {
+  Index index = 0;
+  const auto [end, ec] = std::from_chars(target.data(), target.data() + target.size(), index);
+  if (!target.empty() && target.find_first_not_of("0123456789") == std::string::npos && ec == std::errc() &&
+      end == target.data() + target.size()) {
     // An index, unless the header has a column of that name: read the header to decide.
-    o.target = Index(std::stol(target));
+    o.target = index;
   } else {
-    o.target = target;
+    o.target = target;  // a name (a number too large for an index is looked up as a name)
   }
   return o;
+}
+
+/// A size for --memory-limit: bytes, or with K, M, G or T (powers of 1024); 0 or "none": no limit.
+std::size_t parse_size(const std::string& s) {
+  if (s == "none") return 0;
+  double v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  std::string unit(end, s.data() + s.size());
+  for (char& c : unit) c = char(std::toupper(static_cast<unsigned char>(c)));
+  if (unit.size() == 2 && unit[1] == 'B') unit.pop_back();
+  if (unit == "B") unit.clear();
+  const int shift = unit.empty() ? 0 : unit == "K" ? 10 : unit == "M" ? 20 : unit == "G" ? 30 : unit == "T" ? 40 : -1;
+  if (ec != std::errc() || shift < 0 || !(v >= 0) || !std::isfinite(v) || std::ldexp(v, shift) >= 1.8e19)
+    throw UsageError("--memory-limit: '" + s + "' is not a size (e.g. 512M, 2G, 0 for none)");
+  return std::size_t(std::ldexp(v, shift));
+}
+
+// --- outputs --------------------------------------------------------------------------------
+
+/// One output of a command: its option, path, kind, and how an existing file is recognised as
+/// one nmsnn may replace.
+struct Output {
+  std::string option, path, kind;
+  std::function<bool(const std::string&)> replaceable;
+  std::string resolved;
+};
+
+/// Resolves and checks every output before the command does any work (see the top).
+void check_outputs(std::vector<Output>& outs, const std::vector<std::pair<std::string, std::string>>& inputs, bool force) {
+  for (auto& o : outs) {
+    if (o.path.empty()) continue;
+    const nmsnn::ResolvedOutput r = nmsnn::resolve_output(o.path, o.option);
+    o.resolved = r.path;
+    for (const auto& [what, in] : inputs) {
+      std::error_code ec;
+      const auto in_path = std::filesystem::weakly_canonical(in, ec);
+      if (nmsnn::same_file(in, r.path) || (!ec && in_path.string() == r.path))
+        throw UsageError(o.option + " '" + o.path + "' is the " + what + " '" + in + "': an input is never overwritten");
+    }
+    if (r.exists && !force && !o.replaceable(r.path))
+      throw UsageError(o.option + " '" + o.path + "' exists and is not an nmsnn " + o.kind + " file; not replaced (--force replaces it)");
+    nmsnn::check_writable(o.path, {.force = true, .where = o.option}, o.option);
+  }
+  for (std::size_t i = 0; i < outs.size(); ++i)
+    for (std::size_t j = i + 1; j < outs.size(); ++j)
+      if (!outs[i].path.empty() && !outs[j].path.empty() &&
+          (outs[i].resolved == outs[j].resolved || nmsnn::same_file(outs[i].resolved, outs[j].resolved)))
+        throw UsageError(outs[i].option + " and " + outs[j].option + " name the same file '" + outs[i].path + "'");
+}
+
+/// An existing predictions file nmsnn may replace: its first line is the header it would write.
+std::function<bool(const std::string&)> predictions_file(const std::string& header_line) {
+  return [header_line](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::string first(header_line.size() + 2, '\0');
+    in.read(first.data(), std::streamsize(first.size()));
+    first.resize(std::size_t(in.gcount()));
+    return first == header_line + "\n" || first == header_line + "\r\n" || first.rfind(header_line + "\n", 0) == 0;
+  };
 }
 
 nmsnn::Dataset read_data(const std::string& path, const std::string& target) {
@@ -135,7 +207,7 @@ struct FitArgs {
   double lr = 0, test_size = 0.25;
   std::uint64_t seed = 0;
   int threads = 0;
-  bool json = false;
+  bool json = false, force = false;
 };
 
 /// Test metrics as (name, value) pairs.
@@ -188,7 +260,16 @@ int fit_with(const FitArgs& a, const nmsnn::Dataset& d, const Classes* classes, 
   Eigen::VectorXd y = classes ? Eigen::VectorXd(classes->y.cast<double>()) : d.y;
   nmsnn::ModelExtras ex{nmsnn::Scaler(nmsnn::parse_scaling(a.scale)), d.feature_names, d.target_name,
                         classes ? classes->names : std::vector<std::string>{}};
-  const Eigen::MatrixXd Xtr = ex.scaler.fit_transform(nmsnn::take_rows(d.X, split.train));
+  Eigen::MatrixXd Xtr;
+  try {
+    Xtr = ex.scaler.fit_transform(nmsnn::take_rows(d.X, split.train));
+  } catch (const nmsnn::ValueError& e) {
+    long j = -1;
+    const char* c = std::strstr(e.what(), "column ");
+    if (c && std::sscanf(c, "column %ld", &j) == 1 && j >= 0 && j < long(d.feature_names.size()))
+      throw UsageError(std::string(e.what()) + " (column " + std::to_string(j) + " is '" + d.feature_names[std::size_t(j)] + "')");
+    throw;
+  }
   const Eigen::MatrixXd Xte = ex.scaler.transform(nmsnn::take_rows(d.X, split.test));
   const Eigen::VectorXd ytr = nmsnn::take_rows(y, split.train), yte = nmsnn::take_rows(y, split.test);
   const Index outputs = classes ? (std::is_same_v<Task, Binary> ? 1 : Index(classes->names.size())) : 1;
@@ -224,8 +305,8 @@ int fit_with(const FitArgs& a, const nmsnn::Dataset& d, const Classes* classes, 
   const auto t1 = std::chrono::steady_clock::now();
   const auto m = metrics_of(net, Xte, yte);
   const double predict_s = seconds_since(t1);
-  if (a.out.size()) nmsnn::save_model(a.out, net, ex);
-  if (a.report.size()) report_for(net, Xte, Eigen::MatrixXd(yte), ex, "nmsnn fit: " + a.data, &h, a.data).save(a.report);
+  if (a.out.size()) nmsnn::save_model(a.out, net, ex, {.force = a.force});
+  if (a.report.size()) report_for(net, Xte, Eigen::MatrixXd(yte), ex, "nmsnn fit: " + a.data, &h, a.data).save(a.report, a.force);
   if (a.json) {
     std::printf("{\"task\": \"%s\", \"model\": \"%s\", \"metrics\": %s, \"timings\": {\"train_s\": %.4f, \"predict_s\": %.4f}, "
                 "\"epochs\": %ld, \"train_rows\": %ld, \"test_rows\": %ld}\n",
@@ -245,6 +326,10 @@ int run_fit(const FitArgs& a) {
   if (!(a.test_size > 0 && a.test_size < 1)) throw UsageError("--test-size must be in (0, 1)");
   if (std::isnan(a.lr) || a.lr < 0) throw UsageError("--lr must be > 0");
   if (a.threads) nmsnn::set_num_threads(a.threads);
+  // Every output checked before the data are read and the model trained.
+  std::vector<Output> outs{{"--out", a.out, "model", nmsnn::detail::is_model_file, {}},
+                           {"--report", a.report, "report", nmsnn::Report::is_report_file, {}}};
+  check_outputs(outs, {{"training data", a.data}}, a.force);
   const nmsnn::Dataset d = read_data(a.data, a.target);
   std::string task = a.task;
   std::string picked;
@@ -316,7 +401,9 @@ Eigen::MatrixXd model_features(const nmsnn::Dataset& d, const nmsnn::ModelExtras
 }
 
 int run_evaluate(const std::string& model_path, const std::string& data, const std::string& target, bool json,
-                 const std::string& report) {
+                 const std::string& report, bool force) {
+  std::vector<Output> outs{{"--report", report, "report", nmsnn::Report::is_report_file, {}}};
+  check_outputs(outs, {{"model", model_path}, {"data file", data}}, force);
   nmsnn::ModelExtras ex;
   const AnyModel model = load_any(model_path, ex);
   const nmsnn::Dataset d = read_data(data, target.empty() ? ex.target_name : target);
@@ -342,7 +429,7 @@ int run_evaluate(const std::string& model_path, const std::string& data, const s
           print_metrics(m);
         }
         if (report.size()) {
-          report_for(net, X, y, ex, "nmsnn evaluate: " + model_path + " on " + data, nullptr, data).save(report);
+          report_for(net, X, y, ex, "nmsnn evaluate: " + model_path + " on " + data, nullptr, data).save(report, force);
           if (!json) std::printf("report written to %s\n", report.c_str());
         }
         return 0;
@@ -350,9 +437,30 @@ int run_evaluate(const std::string& model_path, const std::string& data, const s
       model);
 }
 
-int run_predict(const std::string& model_path, const std::string& data, const std::string& out, bool proba) {
+/// The header line of the predictions a model writes.
+std::string predictions_header(const AnyModel& model, const nmsnn::ModelExtras& ex, bool proba) {
+  std::string s = nmsnn::detail::csv_field(ex.target_name.empty() ? "prediction" : ex.target_name, ',');
+  std::visit(
+      [&](const auto& net) {
+        using Task = typename std::decay_t<decltype(net)>::TaskT;
+        if constexpr (Task::is_classifier) {
+          for (Index k = 0; proba && k < net.classes(); ++k)
+            s += "," + nmsnn::detail::csv_field(
+                           "p_" + (std::size_t(k) < ex.class_names.size() ? ex.class_names[std::size_t(k)] : std::to_string(k)), ',');
+        } else if (proba) {
+          throw UsageError("--proba: the model is a regressor (no probabilities)");
+        }
+      },
+      model);
+  return s;
+}
+
+int run_predict(const std::string& model_path, const std::string& data, const std::string& out, bool proba, bool force) {
   nmsnn::ModelExtras ex;
   const AnyModel model = load_any(model_path, ex);
+  const std::string header = predictions_header(model, ex, proba);
+  std::vector<Output> outs{{"--out", out, "predictions", predictions_file(header), {}}};
+  check_outputs(outs, {{"model", model_path}, {"data file", data}}, force);
   // When the file still has the target column, leave it out.
   nmsnn::Dataset d;
   bool has_target = false;
@@ -375,18 +483,11 @@ int run_predict(const std::string& model_path, const std::string& data, const st
       [&](const auto& net) {
         using Task = typename std::decay_t<decltype(net)>::TaskT;
         const Eigen::MatrixXd X = model_features(d, ex, net.inputs(), data);
-        std::string s;
-        const std::string name = ex.target_name.empty() ? "prediction" : ex.target_name;
+        std::string s = header + "\n";
         if constexpr (Task::is_classifier) {
           const nmsnn::Labels p = net.predict(X);
           Eigen::MatrixXf P;
-          s = nmsnn::detail::csv_field(name, ',');
-          if (proba) {
-            P = net.predict_proba(X);
-            for (Index k = 0; k < P.cols(); ++k)
-              s += ",p_" + (std::size_t(k) < ex.class_names.size() ? ex.class_names[std::size_t(k)] : std::to_string(k));
-          }
-          s += "\n";
+          if (proba) P = net.predict_proba(X);
           for (Index i = 0; i < X.rows(); ++i) {
             s += nmsnn::detail::csv_field(std::size_t(p(i)) < ex.class_names.size() ? ex.class_names[std::size_t(p(i))] : std::to_string(p(i)), ',');
             for (Index k = 0; proba && k < P.cols(); ++k) {
@@ -397,9 +498,7 @@ int run_predict(const std::string& model_path, const std::string& data, const st
             s += "\n";
           }
         } else {
-          if (proba) throw UsageError("--proba: the model is a regressor (no probabilities)");
           const auto p = net.predict(X);
-          s = nmsnn::detail::csv_field(name, ',') + "\n";
           for (Index i = 0; i < X.rows(); ++i) {
             char buf[32];
             std::snprintf(buf, sizeof buf, "%.9g\n", double(p(i, 0)));
@@ -411,7 +510,7 @@ int run_predict(const std::string& model_path, const std::string& data, const st
       model);
   if (out.empty()) std::cout << csv;
   else {
-    nmsnn::write_file_atomically(out, csv);
+    nmsnn::write_file_atomically(out, csv, {.kind = "predictions", .replaceable = predictions_file(header), .force = force, .where = "--out"});
     std::fprintf(stderr, "nmsnn: %ld predictions written to %s\n", long(d.rows()), out.c_str());
   }
   return 0;
@@ -455,21 +554,27 @@ int main(int argc, char** argv) {
   fit->add_option("--threads", fa.threads, "Threads (0: all)")->check(CLI::Range(0, 4096));
   fit->add_option("--out", fa.out, "Save the model here (safetensors)");
   fit->add_option("--report", fa.report, "Write an HTML report here");
+  fit->add_flag("--force", fa.force, "Replace an existing --out or --report file that nmsnn did not write");
   fit->add_flag("--json", fa.json, "One JSON line: task, model, metrics, timings");
 
-  std::string model, data, target, out, report;
-  bool json = false, proba = false;
+  std::string model, data, target, out, report, memory_limit;
+  bool json = false, proba = false, force = false;
   auto* eval = app.add_subcommand("evaluate", "Metrics of a saved model on a CSV file");
   eval->add_option("model", model, "Model file")->required();
   eval->add_option("data", data, "CSV file")->required();
   eval->add_option("--target", target, "Target column (default: the model's)");
   eval->add_flag("--json", json, "One JSON line");
   eval->add_option("--report", report, "Write an HTML report here");
+  eval->add_flag("--force", force, "Replace an existing --report file that nmsnn did not write");
   auto* pred = app.add_subcommand("predict", "Predictions of a saved model for a CSV file");
   pred->add_option("model", model, "Model file")->required();
   pred->add_option("data", data, "CSV file (the target column, when present, is ignored)")->required();
   pred->add_option("--out", out, "Write the predictions here (default: standard output)");
   pred->add_flag("--proba", proba, "Add class probabilities");
+  pred->add_flag("--force", force, "Replace an existing --out file that nmsnn did not write");
+  for (auto* sub : {fit, eval, pred})
+    sub->add_option("--memory-limit", memory_limit,
+                    "Most memory training or predicting may take, e.g. 512M or 2G; 0: none (default: what the machine has free)");
   auto* insp = app.add_subcommand("inspect", "Describe a saved model");
   insp->add_option("model", model, "Model file")->required();
 
@@ -485,13 +590,31 @@ int main(int argc, char** argv) {
     std::cerr << "nmsnn: " << e.what() << " (see nmsnn --help)\n";
     return 2;
   }
+  int status = 0;
   try {
-    if (*fit) return run_fit(fa);
-    if (*eval) return run_evaluate(model, data, target, json, report);
-    if (*pred) return run_predict(model, data, out, proba);
-    return run_inspect(model);
-  } catch (const std::exception& e) {
+    if (!memory_limit.empty()) nmsnn::set_memory_limit(parse_size(memory_limit));
+    if (*fit) status = run_fit(fa);
+    else if (*eval) status = run_evaluate(model, data, target, json, report, force);
+    else if (*pred) status = run_predict(model, data, out, proba, force);
+    else status = run_inspect(model);
+  } catch (const nmsnn::Error& e) {
     std::cerr << "nmsnn: " << e.what() << "\n";
+    status = 2;
+  } catch (const UsageError& e) {
+    std::cerr << "nmsnn: " << e.what() << "\n";
+    status = 2;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "nmsnn: out of memory\n";
+    status = 2;
+  } catch (const std::exception& e) {
+    std::cerr << "nmsnn: internal error: " << e.what() << "\n";
+    status = 2;
+  }
+  // What went to standard output must have arrived (a full disk, a closed pipe).
+  std::cout.flush();
+  if (std::fflush(stdout) != 0 || std::ferror(stdout) || !std::cout) {
+    std::cerr << "nmsnn: cannot write standard output: " << std::strerror(errno ? errno : EIO) << "\n";
     return 2;
   }
+  return status;
 }

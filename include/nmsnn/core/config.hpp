@@ -19,6 +19,8 @@
 
 #include <cstdint>
 
+#include "nmsnn/core/memory.hpp"
+
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
@@ -92,17 +94,7 @@ inline void parallel_for(Index n, bool worth, const Body& body, bool round_robin
   for (Index i = 0; i < n; ++i) body(i);
 }
 
-inline std::size_t& memory_limit_ref() {
-  static std::size_t limit = std::size_t(8) << 30;
-  return limit;
-}
 }  // namespace detail
-
-/// Largest size in bytes of the buffers one training or prediction batch may allocate (the
-/// resource guard: fit and predict estimate them first and throw ResourceError above it).
-/// Default 8 GiB; 0 means no limit. FitOptions::memory_limit overrides it for one fit.
-inline std::size_t memory_limit() { return detail::memory_limit_ref(); }
-inline void set_memory_limit(std::size_t bytes) { detail::memory_limit_ref() = bytes; }
 
 namespace detail {
 inline constexpr std::size_t default_chunk_bytes = std::size_t(1) << 18;

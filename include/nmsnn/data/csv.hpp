@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cctype>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -17,7 +19,8 @@
 
 #include "nmsnn/core/config.hpp"
 #include "nmsnn/core/errors.hpp"
-#include "nmsnn/io/atomic_file.hpp"
+#include "nmsnn/core/memory.hpp"
+#include "nmsnn/io/files.hpp"
 
 namespace nmsnn {
 
@@ -28,6 +31,8 @@ struct CsvOptions {
   std::variant<std::monostate, std::string, Index> target = std::monostate{};
   /// Every column is a feature (data to predict on): y stays empty and `target` is ignored.
   bool no_target = false;
+  /// Longest line accepted (a guard against a file that is not CSV).
+  std::size_t max_line_bytes = std::size_t(256) << 20;
 };
 
 /// Features X (one row per sample), target y, and the names that go with them.
@@ -98,112 +103,217 @@ inline std::optional<double> parse_number(const std::string& s) {
 
 }  // namespace detail
 
+namespace detail {
+
+/// Lines of a regular file, read in blocks, each at most `cap` bytes (IoError beyond: a file
+/// with no line ends is not read into one unbounded string).
+class LineReader {
+ public:
+  LineReader(const std::string& path, std::size_t cap) : path_(path), cap_(cap) {
+    require_regular_file(path, "read_csv");
+    in_.open(path, std::ios::binary);
+    if (!in_) raise<IoError>("read_csv: cannot open '", path, "'");
+  }
+  /// The next line without its '\n' (and '\r'); false at the end of the file.
+  bool next(std::string& line, std::size_t line_no) {
+    line.clear();
+    for (;;) {
+      if (pos_ == len_) {
+        if (eof_) return !line.empty();
+        in_.read(buf_.data(), std::streamsize(buf_.size()));
+        if (in_.bad()) raise<IoError>("read_csv: ", path_, ": read error at line ", line_no);
+        len_ = std::size_t(in_.gcount());
+        pos_ = 0;
+        if (len_ == 0) {
+          eof_ = true;
+          if (line.empty()) return false;
+          break;
+        }
+      }
+      const char* b = buf_.data() + pos_;
+      const char* nl = static_cast<const char*>(std::memchr(b, '\n', len_ - pos_));
+      const std::size_t take = nl ? std::size_t(nl - b) : len_ - pos_;
+      if (line.size() + take > cap_)
+        raise<IoError>("read_csv: ", path_, ": line ", line_no, " is longer than ", cap_, " bytes (not a CSV file?)");
+      line.append(b, take);
+      pos_ += take + (nl ? 1 : 0);
+      if (nl) break;
+    }
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    return true;
+  }
+
+ private:
+  std::ifstream in_;
+  std::string path_;
+  std::size_t cap_;
+  std::vector<char> buf_ = std::vector<char>(std::size_t(1) << 16);
+  std::size_t pos_ = 0, len_ = 0;
+  bool eof_ = false;
+};
+
+inline bool is_missing_token(const std::string& s) {
+  static const char* const tokens[] = {"", "na", "n/a", "nan", "null", "none", "?", "-", "missing"};
+  std::string l;
+  for (char c : s) l += char(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* t : tokens)
+    if (l == t) return true;
+  return false;
+}
+
+}  // namespace detail
+
 /// Reads a CSV file. Every row must have as many fields as the first; feature fields must be
-/// numbers; the target may be numbers or strings (then mapped to class indices).
+/// numbers; the target may be numbers or text labels (then mapped to class indices), not a
+/// mix (a numeric target with a stray "NA" is an error naming its line). Column names must be
+/// distinct. The file must be a regular file (a FIFO or a device is refused before it is
+/// opened); the numbers read are counted against memory_limit() (ResourceError above it).
 inline Dataset read_csv(const std::string& path, const CsvOptions& options = {}) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) detail::raise<IoError>("read_csv: cannot open '", path, "'");
+  return detail::allocating("read_csv", "reading '" + path + "'", [&] {
+  detail::LineReader reader(path, options.max_line_bytes);
   std::vector<std::string> fields, names;
   std::string line;
   std::size_t line_no = 0;
-  std::vector<std::vector<std::string>> rows;
-  std::vector<std::size_t> row_lines;
-  Index width = -1;
   auto next_record = [&](std::string& rec) -> bool {
-    while (std::getline(in, rec)) {
+    while (reader.next(rec, line_no + 1)) {
       ++line_no;
-      if (!rec.empty() && rec.back() == '\r') rec.pop_back();
       if (line_no == 1 && rec.size() >= 3 && rec.compare(0, 3, "\xEF\xBB\xBF") == 0) rec.erase(0, 3);
       if (detail::trim_copy(rec).empty()) continue;  // blank lines are skipped
       return true;
     }
     return false;
   };
+  Index width = -1;
   if (options.header) {
     if (!next_record(line)) detail::raise<IoError>("read_csv: '", path, "' is empty (no header row)");
     if (!detail::split_csv_line(line, options.delimiter, names))
       detail::raise<IoError>("read_csv: ", path, ": line ", line_no, ": unterminated quoted field");
     width = Index(names.size());
+    std::map<std::string, std::size_t> first;
+    for (std::size_t j = 0; j < names.size(); ++j) {
+      const auto [it, fresh] = first.emplace(names[j], j);
+      if (!fresh)
+        detail::raise<IoError>("read_csv: ", path, ": the column name '", names[j], "' appears more than once (columns ",
+                               it->second + 1, " and ", j + 1, "; names must be distinct)");
+    }
   }
+  // The target's position needs the header (or the first row's width).
+  Index target = -1;
+  std::string target_name;
+  auto locate_target = [&] {
+    if (width < (options.no_target ? 1 : 2))
+      detail::raise<IoError>("read_csv: ", path, ": need at least 2 columns (features and target), found ", width);
+    if (!options.header) {
+      names.clear();
+      for (Index j = 0; j < width; ++j) names.push_back("x" + std::to_string(j));
+    }
+    if (options.no_target) return;
+    target = width - 1;
+    if (const auto* name = std::get_if<std::string>(&options.target)) {
+      const auto it = std::find(names.begin(), names.end(), *name);
+      if (it == names.end()) {
+        std::string known;
+        for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
+        if (known.size() > 2000) known = known.substr(0, 2000) + ", ...";
+        detail::raise<IoError>("read_csv: ", path, ": no column named '", *name, "' (columns: ", known, ")");
+      }
+      target = Index(it - names.begin());
+    } else if (const auto* idx = std::get_if<Index>(&options.target)) {
+      if (*idx < 0 || *idx >= width)
+        detail::raise<IoError>("read_csv: ", path, ": target column ", *idx, " is outside 0..", width - 1);
+      target = *idx;
+    }
+    target_name = names[std::size_t(target)];
+  };
+  if (options.header) locate_target();
+  std::vector<double> values;            // features, row after row
+  std::vector<std::string> target_text;  // the target's fields
+  std::vector<std::size_t> row_lines;
+  std::size_t text_bytes = 0;
+  const std::size_t limit = memory_limit();
   while (next_record(line)) {
     if (!detail::split_csv_line(line, options.delimiter, fields))
       detail::raise<IoError>("read_csv: ", path, ": line ", line_no, ": unterminated quoted field");
-    if (width < 0) width = Index(fields.size());
-    if (Index(fields.size()) != width)
-      detail::raise<IoError>("read_csv: ", path, ": line ", line_no, " has ", fields.size(),
-                             " fields, ", options.header ? "the header has " : "the first row has ", width);
-    rows.push_back(fields);
-    row_lines.push_back(line_no);
-  }
-  if (rows.empty()) detail::raise<IoError>("read_csv: '", path, "' has no data rows");
-  if (width < (options.no_target ? 1 : 2))
-    detail::raise<IoError>("read_csv: ", path, ": need at least 2 columns (features and target), found ", width);
-  if (!options.header) {
-    names.clear();
-    for (Index j = 0; j < width; ++j) names.push_back("x" + std::to_string(j));
-  }
-  Index target = options.no_target ? -1 : width - 1;
-  const auto* name = options.no_target ? nullptr : std::get_if<std::string>(&options.target);
-  const auto* idx = options.no_target ? nullptr : std::get_if<Index>(&options.target);
-  if (name) {
-    const auto it = std::find(names.begin(), names.end(), *name);
-    if (it == names.end()) {
-      std::string known;
-      for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
-      detail::raise<IoError>("read_csv: ", path, ": no column named '", *name, "' (columns: ", known, ")");
+    if (width < 0) {
+      width = Index(fields.size());
+      locate_target();
     }
-    if (std::count(names.begin(), names.end(), *name) > 1)
-      detail::raise<IoError>("read_csv: ", path, ": the target name '", *name, "' appears more than once in the header");
-    target = Index(it - names.begin());
-  } else if (idx) {
-    if (*idx < 0 || *idx >= width)
-      detail::raise<IoError>("read_csv: ", path, ": target column ", *idx, " is outside 0..", width - 1);
-    target = *idx;
+    if (Index(fields.size()) != width)
+      detail::raise<IoError>("read_csv: ", path, ": line ", line_no, " has ", fields.size(), " fields, ",
+                             options.header ? "the header has " : "the first row has ", width);
+    for (Index j = 0; j < width; ++j) {
+      auto& field = fields[std::size_t(j)];
+      if (j == target) {
+        text_bytes += field.size() + sizeof(std::string);
+        target_text.push_back(std::move(field));
+        continue;
+      }
+      const auto v = detail::parse_number(field);
+      if (!v)
+        detail::raise<IoError>("read_csv: ", path, ": line ", line_no, ", column '", names[std::size_t(j)], "': ",
+                               field.empty() ? std::string("empty field") : "'" + field + "' is not a number");
+      if (!std::isfinite(*v))
+        detail::raise<IoError>("read_csv: ", path, ": line ", line_no, ", column '", names[std::size_t(j)],
+                               "': non-finite value ", field);
+      values.push_back(*v);
+    }
+    row_lines.push_back(line_no);
+    if ((row_lines.size() & 1023) == 0) {
+      // The values so far, their copy into the matrix and the target's text.
+      const std::size_t need = detail::sat_add(detail::sat_mul(values.capacity(), 2 * sizeof(double)), text_bytes);
+      detail::check_memory_need(need, limit, "read_csv: " + path, "the rows read so far (" + std::to_string(row_lines.size()) + ")",
+                                "raise nmsnn::set_memory_limit or split the file");
+    }
   }
+  if (row_lines.empty()) detail::raise<IoError>("read_csv: '", path, "' has no data rows");
   Dataset d;
-  const Index n = Index(rows.size());
-  d.X.resize(n, target < 0 ? width : width - 1);
-  d.y.resize(target < 0 ? 0 : n);
-  if (target >= 0) d.target_name = names[std::size_t(target)];
+  const Index n = Index(row_lines.size());
+  const Index features = target < 0 ? width : width - 1;
+  d.X = Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(values.data(), n, features);
+  std::vector<double>().swap(values);
   for (Index j = 0; j < width; ++j)
     if (j != target) d.feature_names.push_back(names[std::size_t(j)]);
-  bool numeric_target = true;
-  for (Index i = 0; i < n && numeric_target && target >= 0; ++i)
-    numeric_target = detail::parse_number(rows[std::size_t(i)][std::size_t(target)]).has_value();
-  if (!numeric_target) {
-    std::map<std::string, int> codes;
-    for (Index i = 0; i < n; ++i) {
-      const auto& v = rows[std::size_t(i)][std::size_t(target)];
-      if (v.empty())
-        detail::raise<IoError>("read_csv: ", path, ": line ", row_lines[std::size_t(i)], ", column '",
-                               d.target_name, "': empty target");
-      codes.emplace(v, 0);
-    }
-    int k = 0;
-    for (auto& [name, code] : codes) {
-      code = k++;
-      d.class_names.push_back(name);
-    }
-    for (Index i = 0; i < n; ++i) d.y(i) = codes[rows[std::size_t(i)][std::size_t(target)]];
-  }
-  for (Index i = 0; i < n; ++i) {
-    const auto& r = rows[std::size_t(i)];
-    Index c = 0;
-    for (Index j = 0; j < width; ++j) {
-      if (j == target && !numeric_target) continue;
-      const auto v = detail::parse_number(r[std::size_t(j)]);
-      if (!v)
-        detail::raise<IoError>("read_csv: ", path, ": line ", row_lines[std::size_t(i)], ", column '",
-                               names[std::size_t(j)], "': ",
-                               r[std::size_t(j)].empty() ? std::string("empty field") : "'" + r[std::size_t(j)] + "' is not a number");
-      if (!std::isfinite(*v))
-        detail::raise<IoError>("read_csv: ", path, ": line ", row_lines[std::size_t(i)], ", column '",
-                               names[std::size_t(j)], "': non-finite value ", r[std::size_t(j)]);
-      if (j == target) d.y(i) = *v;
-      else d.X(i, c++) = *v;
+  if (target < 0) return d;
+  d.target_name = target_name;
+  d.y.resize(n);
+  // Numbers, text labels, or a mix: the mix is an error at the first value of the smaller kind.
+  std::size_t numeric = 0;
+  for (const auto& t : target_text) numeric += detail::parse_number(t).has_value();
+  auto where = [&](std::size_t i) { return detail::concat("read_csv: ", path, ": line ", row_lines[i], ", column '", target_name, "': "); };
+  if (numeric > 0 && numeric < target_text.size()) {
+    const bool mostly_numbers = 2 * numeric >= target_text.size();
+    for (std::size_t i = 0; i < target_text.size(); ++i) {
+      const bool is_number = detail::parse_number(target_text[i]).has_value();
+      if (is_number == mostly_numbers) continue;
+      if (target_text[i].empty()) detail::raise<IoError>(where(i), "empty target");
+      if (mostly_numbers)
+        detail::raise<IoError>(where(i), "'", target_text[i], "' is not a number, but ", numeric, " of the ", target_text.size(),
+                               " target values are", detail::is_missing_token(target_text[i]) ? " (a missing value: fill or remove the row)" : "");
+      detail::raise<IoError>(where(i), "the number '", target_text[i], "' among text labels (", target_text.size() - numeric,
+                             " of the ", target_text.size(), " target values are text)");
     }
   }
+  if (numeric == target_text.size()) {
+    for (std::size_t i = 0; i < target_text.size(); ++i) {
+      const double v = *detail::parse_number(target_text[i]);
+      if (!std::isfinite(v)) detail::raise<IoError>(where(i), "non-finite value ", target_text[i]);
+      d.y(Index(i)) = v;
+    }
+    return d;
+  }
+  std::map<std::string, int> codes;
+  for (std::size_t i = 0; i < target_text.size(); ++i) {
+    if (target_text[i].empty()) detail::raise<IoError>(where(i), "empty target");
+    codes.emplace(target_text[i], 0);
+  }
+  int k = 0;
+  for (auto& [label, code] : codes) {
+    code = k++;
+    d.class_names.push_back(label);
+  }
+  for (std::size_t i = 0; i < target_text.size(); ++i) d.y(Index(i)) = codes[target_text[i]];
   return d;
+  });
 }
 
 namespace detail {
@@ -230,7 +340,8 @@ inline void write_csv(const std::string& path, const Eigen::MatrixXd& table, con
     for (Index j = 0; j < table.cols(); ++j) os << (j ? std::string(1, delimiter) : "") << table(i, j);
     os << "\n";
   }
-  write_file_atomically(path, os.str());
+  if (!os) detail::raise<ResourceError>("write_csv: out of memory formatting the table");
+  write_file_atomically(path, os.str(), {.where = "write_csv"});
 }
 
 }  // namespace nmsnn

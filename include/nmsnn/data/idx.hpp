@@ -11,6 +11,8 @@
 
 #include "nmsnn/core/config.hpp"
 #include "nmsnn/core/errors.hpp"
+#include "nmsnn/core/memory.hpp"
+#include "nmsnn/io/files.hpp"
 
 namespace nmsnn {
 
@@ -20,6 +22,7 @@ struct IdxArray {
 };
 
 inline IdxArray read_idx(const std::string& path) {
+  require_regular_file(path, "read_idx");  // a FIFO or a device refused before it is opened
   std::ifstream in(path, std::ios::binary);
   if (!in) detail::raise<IoError>("read_idx: cannot open '", path, "'");
   in.seekg(0, std::ios::end);
@@ -48,7 +51,9 @@ inline IdxArray read_idx(const std::string& path) {
   const std::uint64_t header = 4 + 4 * std::uint64_t(nd);
   if (size != header + count)
     detail::raise<IoError>("read_idx: ", path, ": expected ", header + count, " bytes, the file has ", size);
-  a.data.resize(count);
+  detail::check_memory_need(detail::sat_mul(detail::to_size(count), 9), memory_limit(), "read_idx: " + path,
+                            "the file's values (and their copy as doubles)");
+  detail::allocating("read_idx", "reading '" + path + "'", [&] { a.data.resize(count); });
   if (!in.read(reinterpret_cast<char*>(a.data.data()), std::streamsize(count)))
     detail::raise<IoError>("read_idx: ", path, ": truncated data");
   return a;

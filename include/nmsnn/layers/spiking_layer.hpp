@@ -43,6 +43,9 @@ struct NeuronOptions {
                                 decay, ", ", threshold, ", ", penalty);
     if (!(threshold > 0))
       detail::raise<ValueError>(where, ": threshold must be > 0, found ", threshold);
+    if (!(decay >= 0 && decay <= 1))
+      detail::raise<ValueError>(where, ": decay must be in [0, 1] (the fraction of the state kept), found ", decay);
+    if (!(penalty >= 0)) detail::raise<ValueError>(where, ": penalty must be >= 0, found ", penalty);
   }
 };
 

@@ -138,9 +138,10 @@ class DenseNetwork : public Estimator<DenseNetwork<Task, ScalarT>, Task, ScalarT
   }
   /// Peak bytes of the buffers of a training batch of this size (activations kept for backward).
   std::size_t workspace_bytes(Index batch) const {
-    std::size_t units = std::size_t(inputs());
-    for (const auto& L : layers_) units += 5 * std::size_t(L.weights.rows()) + std::size_t(L.weights.cols());
-    return units * std::size_t(std::max<Index>(batch, 1)) * sizeof(Scalar);
+    using detail::sat_add, detail::sat_mul, detail::to_size;
+    std::size_t units = to_size(inputs());
+    for (const auto& L : layers_) units = sat_add(units, sat_add(sat_mul(5, to_size(L.weights.rows())), to_size(L.weights.cols())));
+    return sat_mul(sat_mul(units, to_size(std::max<Index>(batch, 1))), sizeof(Scalar));
   }
   /// Multiply-accumulates of one forward pass of one sample.
   Index macs_per_sample() const {

@@ -143,8 +143,15 @@ class Estimator {
                                                    const std::vector<double>* class_weights) const;
   /// The stream id of the next training pass (each pass draws fresh random numbers).
   std::uint32_t next_stream() { return stream_counter_++; }
-  /// Throws ResourceError when a batch's buffers (the engine's workspace_bytes) exceed limit.
-  void check_memory(Index batch, std::size_t limit, std::string_view where) const;
+  /// Bytes a fit allocates (estimate, saturating): a batch's buffers (workspace_bytes), the
+  /// gradients, `optimizer_slots` arrays of optimiser state per parameter, the rollback and
+  /// best-weights copies, the per-epoch readouts and targets of `rows` training rows, the
+  /// `copied_rows` rows of features that fit copies as doubles (the validation split) and the
+  /// validation readout.
+  std::size_t fit_memory_bytes(Index batch, Index rows, Index validation_rows, Index copied_rows, int optimizer_slots,
+                               bool restore_best) const;
+  /// Throws ResourceError when `need` bytes exceed limit (0: none).
+  void check_memory(std::size_t need, std::size_t limit, std::string_view where, std::string_view what) const;
   /// Stream of inference passes.
   static constexpr std::uint32_t predict_stream = 0xFFFFFFFFu;
 
@@ -278,13 +285,25 @@ History Estimator<Derived, Task, S>::fit(const Eigen::MatrixBase<DX>& X, const E
   fo.validate();
   Matrix<S> Y = check_and_encode(X, y, "fit");
   check_class_weights(fo);
+  {
+    // The resource guard, before the copies and buffers are made.
+    const Index n = X.rows();
+    const Index nv = fo.validation_fraction > 0 ? std::clamp<Index>(Index(std::ceil(fo.validation_fraction * double(n))), 1, n - 1) : 0;
+    check_memory(fit_memory_bytes(std::min<Index>(fo.batch_size, n - nv), n - nv, nv, nv > 0 ? 2 * n : 0,
+                                  detail::optimizer_slots(opt), fo.restore_best),
+                 fo.memory_limit ? *fo.memory_limit : memory_limit(), "fit", "training");
+  }
   if (fo.validation_fraction > 0) {
     const std::uint64_t seed = fo.seed ? *fo.seed : self().seed();
     Labels strata;
     if constexpr (Task::is_classifier) strata = Y.row(0).transpose().template cast<int>();
     const Split split = train_test_split(X.rows(), fo.validation_fraction, seed, Task::is_classifier ? &strata : nullptr);
-    const Eigen::MatrixXd Xt = take_rows(X.template cast<double>().eval(), split.train);
-    Eigen::MatrixXd Xv = take_rows(X.template cast<double>().eval(), split.test);
+    Eigen::MatrixXd Xt, Xv;
+    {
+      const Eigen::MatrixXd Xd = X.template cast<double>();
+      Xt = take_rows(Xd, split.train);
+      Xv = take_rows(Xd, split.test);
+    }
     Matrix<S> Yt(Y.rows(), Index(split.train.size())), Yv(Y.rows(), Index(split.test.size()));
     for (std::size_t i = 0; i < split.train.size(); ++i) Yt.col(Index(i)) = Y.col(split.train[i]);
     for (std::size_t i = 0; i < split.test.size(); ++i) Yv.col(Index(i)) = Y.col(split.test[i]);
@@ -303,6 +322,9 @@ History Estimator<Derived, Task, S>::fit(const Eigen::MatrixBase<DX>& X, const E
   Matrix<S> Y = check_and_encode(X, y, "fit");
   Matrix<S> Yv = check_and_encode(X_val, y_val, "fit (validation data)");
   check_class_weights(fo);
+  check_memory(fit_memory_bytes(std::min<Index>(fo.batch_size, X.rows()), X.rows(), X_val.rows(), X_val.rows(),
+                                detail::optimizer_slots(opt), fo.restore_best),
+               fo.memory_limit ? *fo.memory_limit : memory_limit(), "fit", "training");
   Eigen::MatrixXd Xv = X_val.template cast<double>();
   return fit_encoded(X, std::move(Y), &Xv, &Yv, opt, fo);
 }
@@ -348,17 +370,34 @@ History Estimator<Derived, Task, S>::fit_encoded(const Eigen::MatrixBase<DX>& X,
       }
     }
   }
-  check_memory(std::min<Index>(fo.batch_size, X.rows()), fo.memory_limit ? *fo.memory_limit : memory_limit(), "fit");
-  return detail::fit_loop(self(), X, Y, Xv, Yv, opt, fo, fo.seed ? *fo.seed : self().seed());
+  return detail::allocating("fit", "allocating the training buffers, gradients and optimiser state", [&] {
+    return detail::fit_loop(self(), X, Y, Xv, Yv, opt, fo, fo.seed ? *fo.seed : self().seed());
+  });
 }
 
 template <class Derived, class Task, class S>
-void Estimator<Derived, Task, S>::check_memory(Index batch, std::size_t limit, std::string_view where) const {
-  const std::size_t need = self().workspace_bytes(batch);
-  if (limit > 0 && need > limit)
-    detail::raise<ResourceError>(where, ": a batch of ", batch, " needs about ", need >> 20, " MiB of buffers, more than the limit of ",
-                                 limit >> 20, " MiB (use a smaller batch_size or time_steps, or raise FitOptions::memory_limit or "
-                                 "nmsnn::set_memory_limit)");
+std::size_t Estimator<Derived, Task, S>::fit_memory_bytes(Index batch, Index rows, Index validation_rows, Index copied_rows,
+                                                          int optimizer_slots, bool restore_best) const {
+  using detail::sat_add, detail::sat_mul, detail::sat_prod, detail::to_size;
+  const std::size_t P = to_size(self().parameter_count()), F = to_size(self().inputs()), K = to_size(self().outputs());
+  const std::size_t n = to_size(rows), nv = to_size(validation_rows);
+  // Gradients, optimiser state, the rollback copy of a guarded step, the best weights.
+  std::size_t scalars = sat_mul(P, to_size(2 + optimizer_slots + (restore_best ? 1 : 0)));
+  scalars = sat_add(scalars, sat_prod(2 * K, n));                     // the epoch's readouts and targets
+  scalars = sat_add(scalars, sat_add(sat_prod(F, to_size(batch)), sat_prod(2 * K, to_size(batch))));  // a batch
+  scalars = sat_add(scalars, sat_prod(K, nv));                         // the validation readout
+  std::size_t bytes = sat_add(sat_mul(scalars, sizeof(S)), self().workspace_bytes(batch));
+  if (validation_rows > 0)  // validation's prediction batches
+    bytes = sat_add(bytes, self().workspace_bytes(std::min<Index>(validation_rows, 256)));
+  bytes = sat_add(bytes, sat_prod(F, to_size(copied_rows), sizeof(double)));  // fit's copies of the features
+  return bytes;
+}
+
+template <class Derived, class Task, class S>
+void Estimator<Derived, Task, S>::check_memory(std::size_t need, std::size_t limit, std::string_view where,
+                                               std::string_view what) const {
+  detail::check_memory_need(need, limit, where, what,
+                            "use a smaller batch_size or time_steps, or raise FitOptions::memory_limit or nmsnn::set_memory_limit");
 }
 
 template <class Derived, class Task, class S>
@@ -367,7 +406,10 @@ Matrix<S> Estimator<Derived, Task, S>::readout_rows(const Eigen::MatrixBase<DX>&
   check_features(X, "predict");
   const Index n = X.rows();
   const Index batch = 256;
-  check_memory(std::min(batch, n), memory_limit(), "predict");
+  using detail::sat_add, detail::sat_prod, detail::to_size;
+  check_memory(sat_add(self().workspace_bytes(std::min(batch, n)),
+                       sat_prod(to_size(self().outputs()) + to_size(self().inputs()), to_size(n), sizeof(S))),
+               memory_limit(), "predict", "the readout and the buffers of a batch");
   Matrix<S> R(self().outputs(), n);
   std::vector<std::uint32_t> ids;
   for (Index begin = 0; begin < n; begin += batch) {
@@ -377,6 +419,12 @@ Matrix<S> Estimator<Derived, Task, S>::readout_rows(const Eigen::MatrixBase<DX>&
     std::iota(ids.begin(), ids.end(), std::uint32_t(begin));
     R.middleCols(begin, count) = self().forward_batch(Xb, ids.data(), DrawKey{self().seed(), predict_stream});
   }
+  // Finite weights can still overflow (|w| near FLT_MAX): never a NaN probability or prediction.
+  if (!R.allFinite())
+    for (Index i = 0; i < n; ++i)
+      if (!R.col(i).allFinite())
+        detail::raise<NumericalError>("predict: the model's output for row ", i, " is not finite (", R.col(i).transpose(),
+                                      "): its weights overflow on this input");
   return R;
 }
 

@@ -124,16 +124,20 @@ std::size_t SpikingNetwork<Task, S>::workspace_bytes(Index batch) const {
   // Outputs of every layer (all steps; backward overwrites them with dL/du), the readout, the
   // scans' carried states, layer 1's encoded input (all steps when they fit one input chunk,
   // else one time chunk) and one time chunk of dL/do for the layers below the last.
-  const std::size_t B = std::size_t(batch), TB = std::size_t(time_steps()) * B;
-  const std::size_t chunk = std::size_t(time_chunk_steps(batch)) * B;
-  std::size_t scalars = std::size_t(outputs()) * B + std::size_t(widest_hidden()) * chunk;
-  for (const auto& l : layers_) scalars += std::size_t(l.outputs()) * (TB + 2 * B);
-  scalars += std::size_t(layer1_rows() - layers_[0].outputs()) * (TB + 2 * B);  // padding rows, if any
+  // Saturating arithmetic: an absurd size (time_steps 2^62) gives SIZE_MAX, never a wrapped
+  // small number that the guard would let through.
+  using detail::sat_add, detail::sat_mul, detail::sat_prod, detail::to_size;
+  const std::size_t B = to_size(batch), TB = sat_mul(to_size(time_steps()), B);
+  const std::size_t chunk = sat_mul(to_size(time_chunk_steps(batch)), B);
+  const std::size_t per_row = sat_add(TB, sat_mul(2, B));
+  std::size_t scalars = sat_add(sat_mul(to_size(outputs()), B), sat_mul(to_size(widest_hidden()), chunk));
+  for (const auto& l : layers_) scalars = sat_add(scalars, sat_mul(to_size(l.outputs()), per_row));
+  scalars = sat_add(scalars, sat_mul(to_size(layer1_rows() - layers_[0].outputs()), per_row));  // padding rows, if any
   if (!encoder_.constant_in_time()) {
     const bool all = input_chunk_steps(batch) >= time_steps();
-    scalars += std::size_t(inputs()) * (all ? TB : chunk);
+    scalars = sat_add(scalars, sat_mul(to_size(inputs()), all ? TB : chunk));
   }
-  return scalars * sizeof(S);
+  return sat_mul(scalars, sizeof(S));
 }
 
 // Forward (MODEL.md "One spiking layer, one step", "The network"), in chunks of time steps:

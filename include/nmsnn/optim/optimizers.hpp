@@ -133,6 +133,8 @@ class Sgd {
   }
   /// Records a step taken by an engine with update_rule()'s data.
   void count_step() { ++steps_; }
+  /// Arrays of state per parameter (the momentum buffer, when momentum is set).
+  int state_slots() const { return options_.momentum != 0 ? 1 : 0; }
 
   template <FloatingScalar Scalar>
   void step(std::span<const Parameter<Scalar>> params) {
@@ -206,6 +208,8 @@ class Adam {
   }
   /// Records a step taken by an engine with update_rule()'s data.
   void count_step() { ++steps_; }
+  /// Arrays of state per parameter: the moments m and v.
+  int state_slots() const { return 2; }
 
   template <FloatingScalar Scalar>
   void step(std::span<const Parameter<Scalar>> params) {
@@ -268,6 +272,15 @@ concept OptimizerFor = requires(O o, std::span<const Parameter<Scalar>> p) {
   { o.learning_rate() } -> std::convertible_to<double>;
   o.set_learning_rate(1.0);
 };
+
+namespace detail {
+/// Arrays of state an optimiser keeps per parameter (2, as Adam, when it does not say).
+template <class O>
+int optimizer_slots(const O& o) {
+  if constexpr (requires { { o.state_slots() } -> std::convertible_to<int>; }) return o.state_slots();
+  else return 2;
+}
+}  // namespace detail
 
 /// An optimiser that can give its update as data (UpdateRule) for a device engine's step.
 template <class O, class Scalar>

@@ -50,14 +50,31 @@ class Scaler {
   template <class D>
   Scaler& fit(const Eigen::MatrixBase<D>& X) {
     if (X.rows() < 1) detail::raise<ShapeError>("Scaler::fit: no rows");
-    if (!X.allFinite()) detail::raise<ValueError>("Scaler::fit: X has non-finite values");
-    const Eigen::MatrixXd Xd = X.template cast<double>();
+    const Eigen::MatrixXd Xd = X.template cast<double>();  // evaluated once (an expression such as Random may differ per read)
+    if (!Xd.allFinite()) detail::raise<ValueError>("Scaler::fit: X has non-finite values");
     if (kind_ == Scaling::standard) {
-      offset_ = Xd.colwise().mean();
-      scale_ = ((Xd.rowwise() - offset_).array().square().colwise().sum() / double(Xd.rows())).sqrt();
+      // Each column's statistics on the column divided by a power of two near its largest
+      // magnitude, then multiplied back: exact scalings, so the same bits as the plain formula
+      // wherever that does not overflow, and finite for values up to the largest double (the
+      // squares of 1e300 overflowed, and the column silently became 0).
+      offset_.resize(Xd.cols());
+      scale_.resize(Xd.cols());
+      for (Index j = 0; j < Xd.cols(); ++j) {
+        const double top = Xd.col(j).cwiseAbs().maxCoeff();
+        int e = 0;
+        std::frexp(top, &e);
+        const double p = top > 0 ? std::ldexp(1.0, e) : 1.0;
+        const Eigen::ArrayXd z = Xd.col(j).array() / p;
+        const double mean = z.mean();
+        offset_(j) = mean * p;
+        scale_(j) = std::sqrt((z - mean).square().sum() / double(Xd.rows())) * p;
+      }
     } else if (kind_ == Scaling::minmax) {
       offset_ = Xd.colwise().minCoeff();
       scale_ = Xd.colwise().maxCoeff() - offset_;
+      for (Index j = 0; j < scale_.size(); ++j)
+        if (!std::isfinite(scale_(j)))
+          detail::raise<ValueError>("Scaler::fit: column ", j, ": its range (max - min) overflows a double; use standard scaling");
     } else {
       offset_ = Eigen::RowVectorXd::Zero(Xd.cols());
       scale_ = Eigen::RowVectorXd::Ones(Xd.cols());

@@ -71,9 +71,10 @@ struct FitOptions {
   /// Regression: standardise the targets for training ((y - mean) / (3 sd)) and map
   /// predictions back.
   bool standardize_targets = true;
-  /// Resource guard: the most bytes a training batch's buffers may take (default:
-  /// nmsnn::memory_limit(), 8 GiB unless set; 0: no limit). fit throws ResourceError before
-  /// allocating anything when its estimate is larger.
+  /// Resource guard: the most bytes fit may allocate — a batch's buffers, the gradients, the
+  /// optimiser's state, the copies of the data and the per-epoch arrays (default:
+  /// nmsnn::memory_limit(), what the machine can give; 0: no limit). fit throws ResourceError
+  /// before allocating anything when its estimate is larger.
   std::optional<std::size_t> memory_limit = std::nullopt;
 
   void validate() const {

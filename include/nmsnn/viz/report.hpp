@@ -7,6 +7,7 @@
 // Report is also a small builder (sections, tables, figures) for reports of one's own.
 #pragma once
 
+#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -57,7 +58,7 @@ class Report {
   Index figures() const { return figures_; }
 
   std::string html() const {
-    return "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n<title>" + viz::escape_xml(title_) +
+    return "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n" + std::string(generator_tag) + "\n<title>" + viz::escape_xml(title_) +
            "</title>\n<style>\n"
            "body{font-family:'DejaVu Sans',Arial,Helvetica,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}\n"
            "h1{border-bottom:2px solid #4c72b0;padding-bottom:.2em}h2{margin-top:1.6em;color:#2b4a80}\n"
@@ -68,8 +69,28 @@ class Report {
            "</style>\n</head>\n<body>\n<h1>" +
            viz::escape_xml(title_) + "</h1>\n" + body_ + "<p style=\"color:#888;font-size:.8em\">Made by nmsnn.</p>\n</body>\n</html>\n";
   }
-  /// Writes the report atomically (temporary file + rename).
-  void save(const std::string& path) const { write_file_atomically(path, html()); }
+  /// Writes the report atomically (temporary file + rename). An existing file is replaced only
+  /// when it is an nmsnn report (or with force); a directory, device or FIFO never.
+  void save(const std::string& path, bool force = false) const {
+    write_file_atomically(path, html(), {.kind = "report", .replaceable = is_report_file, .force = force, .where = "Report::save"});
+  }
+  /// The tag in the head of every report: how save recognises a file it may replace.
+  static constexpr std::string_view generator_tag = "<meta name=\"generator\" content=\"nmsnn\"/>";
+  /// Whether `path` is an HTML report written by nmsnn (its head has generator_tag; reports of
+  /// earlier versions, without it, end with their "Made by nmsnn." line).
+  static bool is_report_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::string head(4096, '\0');
+    in.read(head.data(), std::streamsize(head.size()));
+    head.resize(std::size_t(in.gcount()));
+    if (head.rfind("<!DOCTYPE html>", 0) != 0) return false;
+    if (head.find(generator_tag) != std::string::npos) return true;
+    in.clear();
+    in.seekg(-200, std::ios::end);
+    std::string tail(200, '\0');
+    in.read(tail.data(), 200);
+    return tail.find("Made by nmsnn.") != std::string::npos;
+  }
 
  private:
   static std::string strip_xml_declaration(const std::string& svg) {
