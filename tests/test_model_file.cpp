@@ -221,7 +221,7 @@ std::string load_error(const std::string& bytes) {
 
 }  // namespace
 
-TEST_CASE("the checksum is zlib's CRC-32 and is verified; version 1 files still load") {
+TEST_CASE("the checksum is zlib's CRC-32 and is verified, and version 1 files still load") {
   CHECK(detail::crc32("123456789") == 0xCBF43926u);  // the standard check value
   CHECK(detail::crc32("") == 0u);
   CHECK(detail::crc32("56789", detail::crc32("1234")) == 0xCBF43926u);

@@ -521,7 +521,7 @@ int run_inspect(const std::string& path) {
   const AnyModel model = load_any(path, ex);
   const auto meta = nmsnn::inspect_model(path);
   std::visit([&](const auto& net) { std::printf("parameters: %ld\n", long(net.parameter_count())); }, model);
-  std::cout << meta.dump(2) << "\n";
+  std::cout << meta.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   return 0;
 }
 

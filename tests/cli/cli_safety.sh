@@ -88,7 +88,7 @@ case $case in
     expect_error predict m.safetensors /dev/zero; expect_error inspect /dev/zero ;;
   na_in_numeric_target)
     { head -1 "$data/house_price.csv"; sed -n '2,200p' "$data/house_price.csv"; \
-      sed -n '201p' "$data/house_price.csv" | sed 's/,[^,]*$/,NA/'; } > h.csv
+      sed -n '201p' "$data/house_price.csv" | sed 's/^[^,]*,/NA,/'; } > h.csv
     want="line 201, column 'house_price': 'NA' is not a number"; expect_error fit h.csv --target house_price --epochs 1 ;;
   duplicate_columns)
     printf 'a,a,target\n1,2,0\n2,1,1\n3,3,0\n4,4,1\n' > dup.csv

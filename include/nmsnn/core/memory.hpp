@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <fstream>
 #include <limits>
 #include <new>
@@ -170,13 +171,23 @@ inline void reset_memory_limit() { detail::memory_limit_setting().store(detail::
 
 namespace detail {
 
+/// A size for messages: bytes, KiB, MiB or GiB.
+inline std::string size_text(std::size_t b) {
+  if (b == size_max) return "more than can be addressed";
+  if (b < (std::size_t(1) << 10)) return std::to_string(b) + " bytes";
+  if (b < (std::size_t(1) << 20)) return std::to_string(b >> 10) + " KiB";
+  if (b < (std::size_t(1) << 30)) return std::to_string(b >> 20) + " MiB";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f GiB", double(b) / double(std::size_t(1) << 30));
+  return buf;
+}
+
 /// Throws ResourceError when `need` bytes exceed `limit` (0: no limit). `what` says what the
 /// bytes are for, `hint` what the caller can change.
 inline void check_memory_need(std::size_t need, std::size_t limit, std::string_view where, std::string_view what,
                               std::string_view hint = {}) {
   if (limit == 0 || need <= limit) return;
-  const auto mib = [](std::size_t b) { return b == size_max ? std::string("more than can be addressed") : std::to_string(b >> 20) + " MiB"; };
-  raise<ResourceError>(where, ": ", what, " need about ", mib(need), ", more than the memory limit of ", mib(limit),
+  raise<ResourceError>(where, ": ", what, ": about ", size_text(need), " needed, more than the memory limit of ", size_text(limit),
                        hint.empty() ? "" : " (", hint, hint.empty() ? "" : ")");
 }
 
