@@ -19,14 +19,7 @@ struct TempCsv {
   }
   ~TempCsv() { std::remove(path.c_str()); }
 };
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 const Eigen::MatrixXd X4 = (Eigen::MatrixXd(4, 2) << 0, 1, 1, 0, 0.5, 0.5, 1, 1).finished();
 }  // namespace
 

@@ -53,14 +53,7 @@ std::string slurp(const std::string& p) {
 }
 void spit(const std::string& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
 
 SpikingNetwork<BinaryClassification> small_net(std::uint64_t seed, Index hidden = 5) {
   return SpikingNetwork<BinaryClassification>({.inputs = 3, .hidden = {hidden}, .time_steps = 4, .seed = seed});

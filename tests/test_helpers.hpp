@@ -8,12 +8,23 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 namespace test {
+
+/// The message of the nmsnn::Error that f throws ("" when it throws none).
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const nmsnn::Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 /// Sets nmsnn::set_engine_chunk_bytes for a scope (0: the default).
 struct EngineChunkBytes {

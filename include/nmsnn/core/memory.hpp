@@ -138,10 +138,10 @@ inline std::size_t available_memory_bytes() {
 /// (predict on one row must not read /proc each time); 8 GiB where it cannot be read.
 inline std::size_t automatic_memory_limit() {
   static std::atomic<std::size_t> cached{0};
-  static std::atomic<std::int64_t> stamp{std::numeric_limits<std::int64_t>::min()};
+  static std::atomic<std::int64_t> stamp{0};
   const std::int64_t now =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  if (now - stamp.load(std::memory_order_relaxed) >= 1000 || cached.load(std::memory_order_relaxed) == 0) {
+  if (cached.load(std::memory_order_relaxed) == 0 || now - stamp.load(std::memory_order_relaxed) >= 1000) {
     const std::size_t avail = available_memory_bytes();
     cached.store(avail ? avail / 10 * 9 : std::size_t(8) << 30, std::memory_order_relaxed);
     stamp.store(now, std::memory_order_relaxed);

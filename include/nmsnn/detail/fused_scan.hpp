@@ -108,18 +108,18 @@ inline void product_scan_columns(const Scalar* W, Index n, Index F, const Scalar
   Index h = 0;
   if constexpr (NB < 8)
     for (; h + 2 * L <= n; h += 2 * L)
-      product_scan_tile<Scalar, bytes, 2, NB, mode, readout>(W + h, n, F, e, bias + h, v + h, a + h, r + h, k);
+      product_scan_tile<Scalar, bytes, 2, NB, mode, readout>(W + h, n, F, e, bias + h, v + h, a + h, readout ? r + h : r, k);
   for (; h + L <= n; h += L)
-    product_scan_tile<Scalar, bytes, 1, NB, mode, readout>(W + h, n, F, e, bias + h, v + h, a + h, r + h, k);
+    product_scan_tile<Scalar, bytes, 1, NB, mode, readout>(W + h, n, F, e, bias + h, v + h, a + h, readout ? r + h : r, k);
   if constexpr (bytes > 32) {
     constexpr int L2 = 32 / int(sizeof(Scalar));
     for (; h + L2 <= n; h += L2)
-      product_scan_tile<Scalar, 32, 1, NB, mode, readout>(W + h, n, F, e, bias + h, v + h, a + h, r + h, k);
+      product_scan_tile<Scalar, 32, 1, NB, mode, readout>(W + h, n, F, e, bias + h, v + h, a + h, readout ? r + h : r, k);
   }
   if constexpr (bytes > 16) {
     constexpr int L2 = 16 / int(sizeof(Scalar));
     for (; h + L2 <= n; h += L2)
-      product_scan_tile<Scalar, 16, 1, NB, mode, readout>(W + h, n, F, e, bias + h, v + h, a + h, r + h, k);
+      product_scan_tile<Scalar, 16, 1, NB, mode, readout>(W + h, n, F, e, bias + h, v + h, a + h, readout ? r + h : r, k);
   }
   for (; h < n; ++h)  // single neurons: the sum, then the scan's own step
     for (int c = 0; c < NB; ++c) {

@@ -703,7 +703,9 @@ Net load_model(const std::string& path, ModelExtras* extras = nullptr) {
   static_assert(detail::is_spiking_v<Net> || detail::is_dense_v<Net>, "load_model: Net must be a SpikingNetwork or a DenseNetwork");
   using Task = typename Net::TaskT;
   using Scalar = typename Net::Scalar;
-  const auto [f, s] = detail::read_model_file(path);
+  const auto file = detail::read_model_file(path);  // (no structured binding: clang 14 cannot capture one)
+  const detail::SafetensorsFile& f = file.first;
+  const detail::ModelSpec& s = file.second;
   constexpr const char* kind = detail::is_spiking_v<Net> ? "spiking" : "dense";
   if (s.kind != kind) detail::raise<IoError>("load_model: ", path, ": holds a '", s.kind, "' model, not a ", kind, " network");
   if (s.task != Task::name) detail::raise<IoError>("load_model: ", path, ": holds a ", s.task, " model, not ", Task::name);
