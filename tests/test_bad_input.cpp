@@ -4,6 +4,8 @@
 // gigantic claims) are covered in test_model_file.cpp, the command line in examples/.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 
@@ -14,7 +16,9 @@ using namespace nmsnn;
 namespace {
 struct TempCsv {
   std::string path;
-  explicit TempCsv(const std::string& content, const std::string& name = "nmsnn_bad.csv") : path(name) {
+  // The default name is the process's own: CTest runs this executable's cases in parallel.
+  explicit TempCsv(const std::string& content, const std::string& name = "nmsnn_bad_" + std::to_string(::getpid()) + ".csv")
+      : path(name) {
     std::ofstream(path, std::ios::binary) << content;
   }
   ~TempCsv() { std::remove(path.c_str()); }

@@ -1,6 +1,8 @@
 // Saved models: round trip with bit-identical predictions, and every kind of bad file.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -199,7 +201,8 @@ struct Parts {
 
 template <class Net>
 std::string load_error(const std::string& bytes) {
-  const std::string path = "nmsnn_test_crafted.safetensors";
+  // A name of the process's own: CTest runs this executable's cases in parallel.
+  const std::string path = "nmsnn_test_crafted_" + std::to_string(::getpid()) + ".safetensors";
   spit(path, bytes);
   std::string e;
   try {
@@ -379,7 +382,7 @@ TEST_CASE("crafted files that pass the checksum: shapes, tensors, names and sett
     const std::string e = with(c.change);
     INFO(e);
     CHECK(e.find(c.expect) != std::string::npos);
-    CHECK(e.find("nmsnn_test_crafted.safetensors") != std::string::npos);
+    CHECK(e.find("nmsnn_test_crafted_") != std::string::npos);
   }
   // A scaler of kind "none" with no tensors is fine; "standard" without them is not.
   CHECK(with([](auto& m) { m["scaler"] = "minmax"; }).empty());
