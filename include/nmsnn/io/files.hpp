@@ -297,11 +297,19 @@ inline bool same_file(const std::string& a, const std::string& b) {
 /// Checks, before any work, that write_file_atomically(path, ..., options) could write: the
 /// path resolves to a regular file or a new one, an existing file may be replaced (options),
 /// and a temporary file can be created beside it (then removed). Returns the resolved path.
-inline ResolvedOutput check_writable(const std::string& path, const WriteOptions& options, std::string_view where) {
+namespace detail {
+/// resolve_output, and an existing file refused unless `options` allow replacing it.
+inline ResolvedOutput resolve_replaceable(const std::string& path, const WriteOptions& options, std::string_view where) {
   ResolvedOutput r = resolve_output(path, where);
   if (r.exists && options.replaceable && !options.force && !options.replaceable(r.path))
-    detail::raise<IoError>(where, ": '", path, "' exists and is not an nmsnn ", options.kind,
-                           " file; not replaced (remove it, choose another name, or force the replacement)");
+    raise<IoError>(where, ": '", path, "' exists and is not an nmsnn ", options.kind,
+                   " file; not replaced (remove it, choose another name, or force the replacement)");
+  return r;
+}
+}  // namespace detail
+
+inline ResolvedOutput check_writable(const std::string& path, const WriteOptions& options, std::string_view where) {
+  ResolvedOutput r = detail::resolve_replaceable(path, options, where);
 #if defined(NMSNN_POSIX_FILES)
   const std::string dir = std::filesystem::path(r.path).parent_path().string();
   for (int attempt = 0;; ++attempt) {
@@ -324,7 +332,8 @@ inline ResolvedOutput check_writable(const std::string& path, const WriteOptions
 /// any existing file as it was and no temporary file behind, when it cannot.
 inline void write_file_atomically(const std::string& path, std::string_view content, const WriteOptions& options = {}) {
   const std::string_view where = options.where;
-  const ResolvedOutput r = check_writable(path, options, where);
+  // No probe file here: creating the temporary file is the test of the directory.
+  const ResolvedOutput r = detail::resolve_replaceable(path, options, where);
 #if defined(NMSNN_POSIX_FILES)
   detail::install_temp_cleanup_handlers();
   namespace fs = std::filesystem;

@@ -154,6 +154,8 @@ class Estimator {
   void check_memory(std::size_t need, std::size_t limit, std::string_view where, std::string_view what) const;
   /// Stream of inference passes.
   static constexpr std::uint32_t predict_stream = 0xFFFFFFFFu;
+  /// Rows of one inference batch (predict, validation).
+  static constexpr Index predict_batch = 256;
 
  protected:
   Derived& self() { return static_cast<Derived&>(*this); }
@@ -288,7 +290,7 @@ History Estimator<Derived, Task, S>::fit(const Eigen::MatrixBase<DX>& X, const E
   {
     // The resource guard, before the copies and buffers are made.
     const Index n = X.rows();
-    const Index nv = fo.validation_fraction > 0 ? std::clamp<Index>(Index(std::ceil(fo.validation_fraction * double(n))), 1, n - 1) : 0;
+    const Index nv = fo.validation_fraction > 0 ? detail::test_rows(n, fo.validation_fraction) : 0;
     check_memory(fit_memory_bytes(std::min<Index>(fo.batch_size, n - nv), n - nv, nv, nv > 0 ? 2 * n : 0,
                                   detail::optimizer_slots(opt), fo.restore_best),
                  fo.memory_limit ? *fo.memory_limit : memory_limit(), "fit", "training");
@@ -388,7 +390,7 @@ std::size_t Estimator<Derived, Task, S>::fit_memory_bytes(Index batch, Index row
   scalars = sat_add(scalars, sat_prod(K, nv));                         // the validation readout
   std::size_t bytes = sat_add(sat_mul(scalars, sizeof(S)), self().workspace_bytes(batch));
   if (validation_rows > 0)  // validation's prediction batches
-    bytes = sat_add(bytes, self().workspace_bytes(std::min<Index>(validation_rows, 256)));
+    bytes = sat_add(bytes, self().workspace_bytes(std::min<Index>(validation_rows, predict_batch)));
   bytes = sat_add(bytes, sat_prod(F, to_size(copied_rows), sizeof(double)));  // fit's copies of the features
   return bytes;
 }
@@ -405,7 +407,7 @@ template <class DX>
 Matrix<S> Estimator<Derived, Task, S>::readout_rows(const Eigen::MatrixBase<DX>& X) const {
   check_features(X, "predict");
   const Index n = X.rows();
-  const Index batch = 256;
+  const Index batch = predict_batch;
   using detail::sat_add, detail::sat_prod, detail::to_size;
   check_memory(sat_add(self().workspace_bytes(std::min(batch, n)),
                        sat_prod(to_size(self().outputs()) + to_size(self().inputs()), to_size(n), sizeof(S))),

@@ -121,6 +121,14 @@ struct Split {
   std::vector<Index> train, test;
 };
 
+namespace detail {
+/// Rows train_test_split puts in the test part of n: ceil(test_size * n), at least 1 and at
+/// most n - 1.
+inline Index test_rows(Index n, double test_size) {
+  return std::clamp<Index>(Index(std::ceil(test_size * double(n))), 1, n - 1);
+}
+}  // namespace detail
+
 /// Seeded shuffle split; test_size is a fraction in (0, 1) (the test part gets
 /// ceil(test_size * n) rows, as scikit-learn). With stratify, each class keeps its proportion
 /// in both parts (labels in `strata`).
@@ -128,7 +136,7 @@ inline Split train_test_split(Index n, double test_size, std::uint64_t seed, con
   if (!(test_size > 0 && test_size < 1))
     detail::raise<ValueError>("train_test_split: test_size must be in (0, 1), found ", test_size);
   if (n < 2) detail::raise<ValueError>("train_test_split: need at least 2 rows, found ", n);
-  const Index n_test = std::clamp<Index>(Index(std::ceil(test_size * double(n))), 1, n - 1);
+  const Index n_test = detail::test_rows(n, test_size);
   Split s;
   CounterRng rng(seed, RandomDomain::split);
   auto shuffle = [&](std::vector<Index>& v) {
