@@ -125,7 +125,8 @@ TEST_CASE("truncated, bit-flipped, empty, foreign, wrong-version and gigantic fi
   CHECK_THROWS_WITH(load_model<SpikingNetwork<BinaryClassification>>(bad), Catch::Contains("not an nmsnn model"));
   // Another format version.
   std::string v2 = good;
-  v2.replace(v2.find("\"format_version\":\"2\""), 20, "\"format_version\":\"9\"");
+  const std::string current = "\"format_version\":\"" + std::to_string(model_format_version) + "\"";
+  v2.replace(v2.find(current), current.size(), "\"format_version\":\"9\"");
   spit(bad, v2);
   CHECK_THROWS_WITH(load_model<SpikingNetwork<BinaryClassification>>(bad), Catch::Contains("format version 9"));
   // A header that claims a gigantic tensor, and one that claims a gigantic header.
@@ -224,38 +225,42 @@ std::string load_error(const std::string& bytes) {
 
 }  // namespace
 
-TEST_CASE("the checksum is zlib's CRC-32 and is verified, and version 1 files still load") {
+TEST_CASE("the checksum is zlib's CRC-32 and is verified, and version 1 and 2 files still load") {
   CHECK(detail::crc32("123456789") == 0xCBF43926u);  // the standard check value
   CHECK(detail::crc32("") == 0u);
   CHECK(detail::crc32("56789", detail::crc32("1234")) == 0xCBF43926u);
-  const nlohmann::json expected = test::load_json("model_v1/expected.json");
-  const Eigen::MatrixXd probe = test::to_matrix(expected["probe_rows"]);
-  const std::string dir = std::string(NMSNN_TEST_FIXTURES) + "/model_v1/";
-  {
-    ModelExtras ex;
-    const auto net = load_model<SpikingNetwork<MulticlassClassification>>(dir + "spiking_multiclass_v1.safetensors", &ex);
-    CHECK(ex.class_names == std::vector<std::string>{"setosa", "versicolor", "virginica"});
-    CHECK(test::max_rel_error(net.predict_proba(ex.scaler.transform(probe)).cast<double>(),
-                              test::to_matrix(expected["spiking_multiclass"])) < 1e-6);
+  for (const std::string v : {"v1", "v2"}) {  // files written by the last commits that wrote them
+    INFO("format " << v);
+    const nlohmann::json expected = test::load_json("model_" + v + "/expected.json");
+    const Eigen::MatrixXd probe = test::to_matrix(expected["probe_rows"]);
+    const std::string dir = std::string(NMSNN_TEST_FIXTURES) + "/model_" + v + "/";
+    {
+      ModelExtras ex;
+      const auto net = load_model<SpikingNetwork<MulticlassClassification>>(dir + "spiking_multiclass_" + v + ".safetensors", &ex);
+      CHECK(ex.class_names == std::vector<std::string>{"setosa", "versicolor", "virginica"});
+      CHECK(net.layer(0).neuron().model == NeuronModel::graded);
+      CHECK(test::max_rel_error(net.predict_proba(ex.scaler.transform(probe)).cast<double>(),
+                                test::to_matrix(expected["spiking_multiclass"])) < 1e-6);
+    }
+    {
+      ModelExtras ex;
+      const auto net = load_model<DenseNetwork<Regression>>(dir + "dense_regression_" + v + ".safetensors", &ex);
+      CHECK(test::max_rel_error(net.predict(ex.scaler.transform(probe.leftCols(3))).cast<double>(),
+                                test::to_matrix(expected["dense_regression"])) < 1e-6);
+    }
+    {
+      const auto net = load_model<SpikingNetwork<Regression>>(dir + "spiking_regression_" + v + ".safetensors");
+      CHECK(net.target_scale().size() == 1);  // its target scaling (without the version 2 flag in v1)
+      CHECK(test::max_rel_error(net.predict(probe.leftCols(3)).cast<double>(), test::to_matrix(expected["spiking_regression"])) <
+            1e-6);
+    }
   }
-  {
-    ModelExtras ex;
-    const auto net = load_model<DenseNetwork<Regression>>(dir + "dense_regression_v1.safetensors", &ex);
-    CHECK(test::max_rel_error(net.predict(ex.scaler.transform(probe.leftCols(3))).cast<double>(),
-                              test::to_matrix(expected["dense_regression"])) < 1e-6);
-  }
-  {
-    const auto net = load_model<SpikingNetwork<Regression>>(dir + "spiking_regression_v1.safetensors");
-    CHECK(net.target_scale().size() == 1);  // its target scaling, without the version 2 flag
-    CHECK(test::max_rel_error(net.predict(probe.leftCols(3)).cast<double>(), test::to_matrix(expected["spiking_regression"])) <
-          1e-6);
-  }
-  // A version 2 file: the checksum is in the metadata and covers the data.
+  // A file of the current version: the checksum is in the metadata and covers the data.
   SpikingNetwork<BinaryClassification> net({.inputs = 3, .hidden = {5}, .time_steps = 4, .seed = 2});
   save_model("nmsnn_test_v2.safetensors", net);
   Parts p(slurp("nmsnn_test_v2.safetensors"));
   std::remove("nmsnn_test_v2.safetensors");
-  CHECK(p.header["__metadata__"]["format_version"] == "2");
+  CHECK(p.header["__metadata__"]["format_version"] == std::to_string(model_format_version));
   CHECK(p.header["__metadata__"]["checksum"].get<std::string>().rfind("crc32:", 0) == 0);
   Parts flipped = p;
   flipped.data[5] = char(flipped.data[5] ^ 0x10);  // one bit of one weight
@@ -451,4 +456,40 @@ TEST_CASE("save_model refuses extras that the file could not hold truthfully") {
   ModelExtras wrong{StandardScaler(), {}, "", {}};
   wrong.scaler.fit(Eigen::MatrixXd(Eigen::MatrixXd::Random(5, 3)));
   refused(wrong, "the scaler has 3 columns, the model 2 inputs");
+}
+
+TEST_CASE("crafted LIF layers: a missing per-neuron tensor, an unknown neuron or setting, a graded reset are refused") {
+  using Net = SpikingNetwork<BinaryClassification>;
+  Net net({.inputs = 3, .hidden = {6}, .time_steps = 5, .seed = 1});
+  NeuronOptions syn = NeuronOptions::synaptic(0.5, 0.8);
+  syn.learn_alpha = true;
+  net.layer(0).set_neuron(syn);
+  net.layer(1).set_neuron(NeuronOptions::leaky());
+  const std::string path = "nmsnn_test_lif_craft_" + std::to_string(::getpid()) + ".safetensors";
+  save_model(path, net);
+  const Parts good(slurp(path));
+  std::remove(path.c_str());
+  REQUIRE(load_error<Net>(good.sealed()).empty());
+  {
+    Parts p = good;
+    p.remove_tensor("layers.0.alpha");
+    CHECK(load_error<Net>(p.sealed()).find("tensor 'layers.0.alpha' is missing") != std::string::npos);
+  }
+  auto with_layer = [&](Index l, const std::string& key, const nlohmann::json& value) {
+    Parts p = good;
+    nlohmann::json m = p.description();
+    if (value.is_null()) m["layers"][std::size_t(l)].erase(key);
+    else m["layers"][std::size_t(l)][key] = value;
+    p.set_description(m);
+    return load_error<Net>(p.sealed());
+  };
+  CHECK(with_layer(1, "neuron", "izhikevich").find("setting 'layers[1].neuron' is 'izhikevich', not a known value") !=
+        std::string::npos);
+  CHECK(with_layer(1, "reset", "scale").find("reset 'scale' is the graded neuron's") != std::string::npos);
+  CHECK(with_layer(1, "penalty", 1.5).find("unknown setting 'layers[1].penalty'") != std::string::npos);
+  CHECK(with_layer(1, "learn_alpha", true).find("unknown setting 'layers[1].learn_alpha'") != std::string::npos);
+  CHECK(with_layer(0, "surrogate", nullptr).find("has no 'layers[0].surrogate'") != std::string::npos);
+  CHECK(with_layer(0, "alpha", 1.5).find("setting 'layers[0].alpha' is 1.5, outside") != std::string::npos);
+  // graded in name, with the LIF tensors still there
+  CHECK(with_layer(1, "neuron", "graded").find("'layers[1].") != std::string::npos);
 }

@@ -3,7 +3,9 @@
 //
 //   nmsnn fit DATA.csv --target COL [--task auto|binary|multiclass|regression] [--model snn|mlp]
 //         [--hidden 100[,50]] [--time-steps 64] [--begin-eval 0] [--encoder rate|direct|bernoulli]
-//         [--reset scale|subtract] [--epochs N] [--batch-size B] [--optimizer adam|sgd] [--lr X]
+//         [--neuron graded|leaky|synaptic] [--reset scale|subtract|zero|none]
+//         [--surrogate atan|fast_sigmoid|sigmoid|straight_through] [--slope K] [--decay B] [--alpha A]
+//         [--threshold T] [--learn-decay] [--learn-alpha] [--learn-threshold] [--readout sum|mean] [--epochs N] [--batch-size B] [--optimizer adam|sgd] [--lr X]
 //         [--test-size 0.25] [--scale standard|minmax|none] [--seed S] [--threads N]
 //         [--out MODEL] [--report REPORT.html] [--force] [--memory-limit SIZE] [--json]
 //   nmsnn evaluate MODEL DATA.csv --target COL [--json] [--report REPORT.html] [--force]
@@ -16,6 +18,7 @@
 // existing file that is not an nmsnn file of that kind (model, report, predictions) is replaced
 // only with --force.
 #include <CLI/CLI.hpp>
+#include <optional>
 #include <nmsnn/nmsnn.hpp>
 
 #include <cctype>
@@ -201,8 +204,10 @@ std::vector<Index> parse_hidden(const std::string& s) {
 }
 
 struct FitArgs {
-  std::string data, target, task = "auto", model = "snn", hidden, encoder = "rate", reset = "scale", optimizer = "adam",
-                            scale = "standard", out, report;
+  std::string data, target, task = "auto", model = "snn", hidden, encoder = "rate", reset, optimizer = "adam",
+                            scale = "standard", out, report, neuron = "graded", surrogate, readout;
+  std::optional<double> decay, alpha, threshold, slope;
+  bool learn_decay = false, learn_alpha = false, learn_threshold = false;
   Index time_steps = 0, begin_eval = 0, epochs = 20, batch_size = 64;
   double lr = 0, test_size = 0.25;
   std::uint64_t seed = 0;
@@ -280,9 +285,31 @@ int fit_with(const FitArgs& a, const nmsnn::Dataset& d, const Classes* classes, 
       nmsnn::SpikingOptions o{.inputs = d.features(), .outputs = outputs, .hidden = hidden, .begin_eval = a.begin_eval,
                               .encoder = nmsnn::parse_encoding(a.encoder), .seed = a.seed};
       if (a.time_steps) o.time_steps = a.time_steps;
-      o.neuron.reset = nmsnn::parse_reset(a.reset);
+      if (!a.readout.empty()) o.readout = nmsnn::parse_readout(a.readout);
+      nmsnn::NeuronOptions& nr = o.neuron;
+      nr.model = nmsnn::parse_neuron_model(a.neuron);
+      nr.reset = nr.binary() ? nmsnn::Reset::subtract : nmsnn::Reset::scale;  // each model's default
+      if (!a.reset.empty()) nr.reset = nmsnn::parse_reset(a.reset);
+      if (!nr.binary() && (!a.surrogate.empty() || a.slope || a.alpha))
+        throw UsageError("--surrogate, --slope and --alpha apply to --neuron leaky or synaptic, not to graded neurons");
+      if (nr.model != nmsnn::NeuronModel::synaptic && (a.alpha || a.learn_alpha))
+        throw UsageError("--alpha and --learn-alpha apply to --neuron synaptic (the synaptic current's decay)");
+      if (!a.surrogate.empty()) nr.surrogate = nmsnn::parse_surrogate(a.surrogate);
+      if (a.slope) nr.slope = *a.slope;
+      if (a.decay) nr.decay = *a.decay;
+      if (a.alpha) nr.alpha = *a.alpha;
+      if (a.threshold) nr.threshold = *a.threshold;
+      nr.learn_decay = a.learn_decay, nr.learn_alpha = a.learn_alpha, nr.learn_threshold = a.learn_threshold;
+      try {
+        nr.validate("--neuron " + a.neuron);
+      } catch (const nmsnn::Error& e) {
+        throw UsageError(e.what());
+      }
       return Net(o);
     } else {
+      if (a.neuron != "graded" || !a.reset.empty() || a.decay || a.alpha || a.threshold || a.slope || a.learn_decay ||
+          a.learn_alpha || a.learn_threshold || !a.readout.empty())
+        throw UsageError("neuron and readout settings apply to spiking models (--model snn), not to --model mlp");
       return Net({.inputs = d.features(), .outputs = outputs, .hidden = hidden, .seed = a.seed});
     }
   };
@@ -543,7 +570,21 @@ int main(int argc, char** argv) {
   fit->add_option("--time-steps", fa.time_steps, "Time steps T (default: the task's)")->check(CLI::Range(Index(1), Index(1000000)));
   fit->add_option("--begin-eval", fa.begin_eval, "First step the readout reduces")->check(CLI::NonNegativeNumber);
   fit->add_option("--encoder", fa.encoder, "Input encoder")->check(CLI::IsMember({"rate", "direct", "bernoulli"}));
-  fit->add_option("--reset", fa.reset, "Neuron reset")->check(CLI::IsMember({"scale", "subtract"}));
+  fit->add_option("--neuron", fa.neuron, "Neuron model: graded (pynmsnn's, the default), leaky or synaptic (LIF)")
+      ->check(CLI::IsMember({"graded", "leaky", "synaptic"}));
+  fit->add_option("--reset", fa.reset, "Neuron reset (default: scale for graded, subtract for leaky and synaptic)")
+      ->check(CLI::IsMember({"scale", "subtract", "zero", "none"}));
+  fit->add_option("--surrogate", fa.surrogate, "LIF surrogate gradient (default atan)")
+      ->check(CLI::IsMember({"atan", "fast_sigmoid", "sigmoid", "straight_through"}));
+  fit->add_option("--slope", fa.slope, "Surrogate parameter (default: atan 2, sigmoids 25)")->check(CLI::PositiveNumber);
+  fit->add_option("--decay", fa.decay, "Membrane decay: lambda (graded) or beta (LIF), default 0.9")->check(CLI::Range(0.0, 1.0));
+  fit->add_option("--alpha", fa.alpha, "Synaptic current decay (synaptic neuron), default 0.8")->check(CLI::Range(0.0, 1.0));
+  fit->add_option("--threshold", fa.threshold, "Firing threshold, default 1")->check(CLI::PositiveNumber);
+  fit->add_flag("--learn-decay", fa.learn_decay, "Train each LIF neuron's beta");
+  fit->add_flag("--learn-alpha", fa.learn_alpha, "Train each synaptic neuron's alpha");
+  fit->add_flag("--learn-threshold", fa.learn_threshold, "Train each LIF neuron's threshold");
+  fit->add_option("--readout", fa.readout, "Reduction over steps: sum or mean (a LIF output layer: spike count or rate)")
+      ->check(CLI::IsMember({"sum", "mean"}));
   fit->add_option("--epochs", fa.epochs, "Training epochs (default 20)")->check(CLI::Range(Index(0), Index(1000000)));
   fit->add_option("--batch-size", fa.batch_size, "Mini-batch size (default 64)")->check(CLI::Range(Index(1), Index(1) << 40));
   fit->add_option("--optimizer", fa.optimizer, "adam or sgd (momentum 0.9)")->check(CLI::IsMember({"adam", "sgd"}));

@@ -465,6 +465,8 @@ class Engine : public EngineBase<Net, Device> {
   using Base::Base;
 
   Matrix<float> forward(const Net& net, const Matrix<float>& Xb, const std::uint32_t* ids, DrawKey key) override {
+    if (!net.graded_only())
+      raise<ValueError>("the device engine runs graded neurons only; the network has LIF layers (train it on the CPU engine)");
     const Index T = net.time_steps(), B = Xb.cols(), F = Xb.rows(), TB = T * B, L = net.num_layers();
     T_ = T, B_ = B, L_ = L, F_ = F;
     std::vector<Index> sizes;

@@ -39,8 +39,9 @@
 
 namespace nmsnn {
 
-/// The version save_model writes. Version 1 (no checksum) still loads.
-inline constexpr int model_format_version = 2;
+/// The version save_model writes. Versions 1 (no checksum) and 2 (graded neurons only, no
+/// "neuron" key in a layer's description) still load.
+inline constexpr int model_format_version = 3;
 /// Largest JSON header accepted when loading (a guard against absurd allocations).
 inline constexpr std::uint64_t max_model_header_bytes = 64ull << 20;
 
@@ -210,9 +211,11 @@ inline SafetensorsFile read_safetensors(const std::string& path) {
       raise<IoError>("load_model: ", path, ": unknown metadata '", it.key(), "'");
   }
   const std::string version = meta.value("format_version", std::string("?"));
-  if (version != "1" && version != std::to_string(model_format_version))
+  f.version = 0;
+  for (int v = 1; v <= model_format_version; ++v)
+    if (version == std::to_string(v)) f.version = v;
+  if (f.version == 0)
     raise<IoError>("load_model: ", path, ": format version ", version, ", this nmsnn reads versions 1 to ", model_format_version);
-  f.version = version == "1" ? 1 : model_format_version;
   const std::string_view data(f.content.data() + 8 + n, size - 8 - n);
   if (f.version >= 2) {
     if (!meta.contains("checksum"))
@@ -437,15 +440,39 @@ inline ModelSpec check_description(const SafetensorsFile& f, const std::string& 
       layer.integer("inputs", in, in);
       layer.integer("outputs", widths[l], widths[l]);
       NeuronOptions n;
+      // (version 3 names the neuron model; earlier files have graded neurons only)
+      n.model = f.version >= 3 ? layer.choice<NeuronModel>("neuron", parse_neuron_model) : NeuronModel::graded;
       n.decay = layer.number("decay", 0, 1);
       n.threshold = layer.number("threshold", 0, 1e6);
       if (!(n.threshold > 0)) layer.fail("threshold", "must be > 0");
-      n.penalty = layer.number("penalty", 0, 1e6);
       n.reset = layer.choice<Reset>("reset", parse_reset);
+      if (n.binary()) {
+        n.surrogate = layer.choice<Surrogate>("surrogate", parse_surrogate);
+        n.slope = layer.number("slope", 0, 1e6);
+        n.learn_decay = layer.boolean("learn_decay");
+        n.learn_threshold = layer.boolean("learn_threshold");
+        if (n.model == NeuronModel::synaptic) {
+          n.alpha = layer.number("alpha", 0, 1);
+          n.learn_alpha = layer.boolean("learn_alpha");
+        }
+      } else {
+        n.penalty = layer.number("penalty", 0, 1e6);
+      }
+      try {
+        n.validate("neuron");
+      } catch (const Error& e) {
+        layer.fail("neuron", std::string("is not valid: ") + e.what());
+      }
       layer.no_unknown_keys();
       s.neurons.push_back(n);
-      expect("layers." + std::to_string(l) + ".weight", dt, {widths[l], in});
-      expect("layers." + std::to_string(l) + ".bias", dt, {widths[l]});
+      const std::string p = "layers." + std::to_string(l);
+      expect(p + ".weight", dt, {widths[l], in});
+      expect(p + ".bias", dt, {widths[l]});
+      if (n.binary()) {  // the per-neuron constants in use (trained or not)
+        expect(p + ".beta", dt, {widths[l]});
+        expect(p + ".threshold", dt, {widths[l]});
+        if (n.model == NeuronModel::synaptic) expect(p + ".alpha", dt, {widths[l]});
+      }
       in = widths[l];
     }
   } else {
@@ -649,10 +676,22 @@ void save_model(const std::string& path, const SpikingNetwork<Task, Scalar>& net
   for (Index l = 0; l < net.num_layers(); ++l) {
     const auto& layer = net.layer(l);
     const auto& nr = layer.neuron();
-    layers.push_back({{"inputs", layer.inputs()}, {"outputs", layer.outputs()}, {"decay", nr.decay},
-                      {"threshold", nr.threshold}, {"penalty", nr.penalty}, {"reset", to_string(nr.reset)}});
-    tensors.push_back(detail::tensor_row_major("layers." + std::to_string(l) + ".weight", layer.weights(), false));
-    tensors.push_back(detail::tensor_row_major("layers." + std::to_string(l) + ".bias", layer.bias(), true));
+    json d = {{"neuron", to_string(nr.model)}, {"inputs", layer.inputs()}, {"outputs", layer.outputs()},
+              {"decay", nr.decay}, {"threshold", nr.threshold}, {"reset", to_string(nr.reset)}};
+    const std::string p = "layers." + std::to_string(l);
+    tensors.push_back(detail::tensor_row_major(p + ".weight", layer.weights(), false));
+    tensors.push_back(detail::tensor_row_major(p + ".bias", layer.bias(), true));
+    if (nr.binary()) {
+      d.update({{"surrogate", to_string(nr.surrogate)}, {"slope", nr.slope}, {"learn_decay", nr.learn_decay},
+                {"learn_threshold", nr.learn_threshold}});
+      if (nr.model == NeuronModel::synaptic) d.update({{"alpha", nr.alpha}, {"learn_alpha", nr.learn_alpha}});
+      tensors.push_back(detail::tensor_row_major(p + ".beta", layer.beta(), true));
+      tensors.push_back(detail::tensor_row_major(p + ".threshold", layer.thresholds(), true));
+      if (nr.model == NeuronModel::synaptic) tensors.push_back(detail::tensor_row_major(p + ".alpha", layer.alpha(), true));
+    } else {
+      d["penalty"] = nr.penalty;
+    }
+    layers.push_back(std::move(d));
   }
   json model = {{"kind", "spiking"},
                 {"hidden", net.options().hidden},
@@ -728,6 +767,14 @@ Net load_model(const std::string& path, ModelExtras* extras = nullptr) {
           const std::string p = "layers." + std::to_string(l);
           net.layer(l).set_weights(detail::tensor_matrix<Scalar>(f, p + ".weight", net.layer(l).outputs(), net.layer(l).inputs(), path));
           net.layer(l).set_bias(detail::tensor_matrix<Scalar>(f, p + ".bias", net.layer(l).outputs(), 1, path));
+          const auto& nr = net.layer(l).neuron();
+          const Index n = net.layer(l).outputs();
+          if (nr.binary()) {
+            net.layer(l).set_beta(detail::tensor_matrix<Scalar>(f, p + ".beta", n, 1, path));
+            net.layer(l).set_thresholds(detail::tensor_matrix<Scalar>(f, p + ".threshold", n, 1, path));
+            if (nr.model == NeuronModel::synaptic)
+              net.layer(l).set_alpha(detail::tensor_matrix<Scalar>(f, p + ".alpha", n, 1, path));
+          }
         }
         detail::restore_common(f, s, path, net, extras);
         return net;

@@ -1,6 +1,8 @@
-// nmsnn/layers/spiking_layer.hpp — one layer of pynmsnn's leaky neurons (MODEL.md "One spiking
-// layer, one step"): weights and bias, decay λ, threshold θ, refractory penalty ρ, reset
-// "scale" or "subtract", and the one-step-late emission of (state, output).
+// nmsnn/layers/spiking_layer.hpp — one fully connected layer of spiking neurons: weights and
+// bias, the neuron settings (neurons/neuron_options.hpp) and, for the LIF family, each neuron's
+// β, α and θ. The graded neuron's scans are below (MODEL.md "One spiking layer, one step":
+// decay λ, threshold θ, refractory penalty ρ, reset "scale" or "subtract", and the one-step-late
+// emission of (state, output)); the LIF family's are in neurons/lif.hpp.
 //
 // The layer works time-batched: the engine hands it the input currents a_t = W s_t + b of all
 // steps at once (n_out x T*B, column t*B + b), and the scan below runs the recurrence over t,
@@ -17,37 +19,10 @@
 #include "nmsnn/core/config.hpp"
 #include "nmsnn/core/errors.hpp"
 #include "nmsnn/core/random.hpp"
+#include "nmsnn/neurons/lif.hpp"
+#include "nmsnn/neurons/neuron_options.hpp"
 
 namespace nmsnn {
-
-enum class Reset { scale, subtract };
-
-inline std::string_view to_string(Reset r) { return r == Reset::scale ? "scale" : "subtract"; }
-
-inline Reset parse_reset(std::string_view s) {
-  if (s == "scale") return Reset::scale;
-  if (s == "subtract") return Reset::subtract;
-  detail::raise<ValueError>("reset: expected scale or subtract, found '", s, "'");
-}
-
-/// Neuron constants of one layer; defaults from MODEL.md (pynmsnn's).
-struct NeuronOptions {
-  double decay = 0.9;      ///< λ: fraction of the inner state kept from one step to the next
-  double threshold = 1.0;  ///< θ: the neuron fires when u_t > θ
-  double penalty = 1.5;    ///< ρ: refractory penalty applied at reset
-  Reset reset = Reset::scale;
-
-  void validate(std::string_view where) const {
-    if (!std::isfinite(decay) || !std::isfinite(threshold) || !std::isfinite(penalty))
-      detail::raise<ValueError>(where, ": neuron decay, threshold and penalty must be finite, found ",
-                                decay, ", ", threshold, ", ", penalty);
-    if (!(threshold > 0))
-      detail::raise<ValueError>(where, ": threshold must be > 0, found ", threshold);
-    if (!(decay >= 0 && decay <= 1))
-      detail::raise<ValueError>(where, ": decay must be in [0, 1] (the fraction of the state kept), found ", decay);
-    if (!(penalty >= 0)) detail::raise<ValueError>(where, ": penalty must be >= 0, found ", penalty);
-  }
-};
 
 namespace detail {
 
@@ -170,6 +145,7 @@ class SpikingLayer {
       detail::raise<ValueError>("SpikingLayer: inputs and outputs must be >= 1, found ", inputs,
                                 " and ", outputs);
     neuron_.validate("SpikingLayer");
+    reset_neuron_values();
   }
 
   Index inputs() const { return weights_.cols(); }
@@ -198,10 +174,36 @@ class SpikingLayer {
     if (!b.allFinite()) detail::raise<ValueError>("SpikingLayer::set_bias: non-finite value");
     bias_ = b.template cast<Scalar>().reshaped();
   }
+  /// Replaces the neuron settings; a LIF layer's per-neuron β, α and θ restart from them.
   void set_neuron(const NeuronOptions& n) {
     n.validate("SpikingLayer::set_neuron");
     neuron_ = n;
+    reset_neuron_values();
   }
+
+  // --- LIF family: per-neuron constants (MODEL.md "The LIF family") -------------------
+  // Each neuron of a leaky or synaptic layer has its own β, α and θ, which start from the
+  // layer's NeuronOptions and are trained where its learn_* flags say (empty for a graded
+  // layer, whose constants are the layer's NeuronOptions). β and α are clamped to [0, 1] where
+  // used, so a trained value outside it acts as the bound (and its gradient there is zero).
+  const Vector<Scalar>& beta() const { return beta_; }
+  const Vector<Scalar>& alpha() const { return alpha_; }
+  const Vector<Scalar>& thresholds() const { return theta_; }
+  const Vector<Scalar>& beta_gradient() const { return beta_grad_; }
+  const Vector<Scalar>& alpha_gradient() const { return alpha_grad_; }
+  const Vector<Scalar>& threshold_gradient() const { return theta_grad_; }
+  template <class Derived>
+  void set_beta(const Eigen::MatrixBase<Derived>& v) { set_values(beta_, v, "set_beta"); }
+  template <class Derived>
+  void set_alpha(const Eigen::MatrixBase<Derived>& v) { set_values(alpha_, v, "set_alpha"); }
+  template <class Derived>
+  void set_thresholds(const Eigen::MatrixBase<Derived>& v) { set_values(theta_, v, "set_thresholds"); }
+  Vector<Scalar>& mutable_beta() { return beta_; }
+  Vector<Scalar>& mutable_alpha() { return alpha_; }
+  Vector<Scalar>& mutable_thresholds() { return theta_; }
+  Vector<Scalar>& mutable_beta_gradient() { return beta_grad_; }
+  Vector<Scalar>& mutable_alpha_gradient() { return alpha_grad_; }
+  Vector<Scalar>& mutable_threshold_gradient() { return theta_grad_; }
 
   /// PyTorch's nn.Linear with Xavier-uniform weights (as pynmsnn): W ~ U(-a, a),
   /// a = sqrt(6 / (in + out)); b ~ U(-1/sqrt(in), 1/sqrt(in)).
@@ -261,6 +263,55 @@ class SpikingLayer {
     });
   }
 
+  /// The LIF layer's constants for a chunk: β and α clamped to [0, 1], θ as is.
+  struct LifValues {
+    Vector<Scalar> beta, alpha;
+  };
+  LifValues clamped_decays() const {
+    return {beta_.cwiseMax(Scalar(0)).cwiseMin(Scalar(1)), alpha_.cwiseMax(Scalar(0)).cwiseMin(Scalar(1))};
+  }
+
+  /// LIF forward over one chunk (see neuron::ForwardChunk): A holds W s_t without the bias on
+  /// entry, the spikes on exit; M (and J, when given) get the states of every step.
+  void lif_scan_forward(Scalar* A, Scalar* M, Scalar* J, Index steps, Index B, Scalar* m_state, Scalar* j_state,
+                        Scalar* R = nullptr, Index r_lo = 0, Index r_hi = -1) const {
+    const auto k = clamped_decays();
+    const neuron::ForwardChunk<Scalar> c{.n = outputs(), .B = B, .steps = steps, .beta = k.beta.data(),
+                                         .alpha = k.alpha.data(), .theta = theta_.data(),
+                                         .slope = Scalar(neuron_.surrogate_slope()), .bias = bias_.data(), .A = A, .M = M,
+                                         .J = J, .m_state = m_state, .j_state = j_state, .R = R, .r_lo = r_lo,
+                                         .r_hi = r_hi};
+    neuron::dispatch(neuron_.model, neuron_.reset, neuron_.surrogate,
+                     [&]<NeuronModel N, Reset Rs, Surrogate>() { neuron::forward_chunk<N, Rs>(c); });
+  }
+
+  /// LIF backward over one chunk (see neuron::BackwardChunk; its n, B, steps, constants and
+  /// the learn-α choice are filled in here).
+  void lif_scan_backward(neuron::BackwardChunk<Scalar> c, Index steps, Index B) const {
+    const auto k = clamped_decays();
+    c.n = outputs(), c.B = B, c.steps = steps;
+    c.beta = k.beta.data(), c.alpha = k.alpha.data(), c.theta = theta_.data();
+    c.slope = Scalar(neuron_.surrogate_slope());
+    const bool learn_alpha = neuron_.learn_alpha && c.J != nullptr;
+    neuron::dispatch(neuron_.model, neuron_.reset, neuron_.surrogate, [&]<NeuronModel N, Reset Rs, Surrogate Sg>() {
+      if (learn_alpha) neuron::backward_chunk<N, Rs, Sg, true>(c);
+      else neuron::backward_chunk<N, Rs, Sg, false>(c);
+    });
+  }
+
+  /// The gradients of β and α from their sums over steps: zero where the value is clamped
+  /// (outside [0, 1]), as the clamp's derivative.
+  void set_decay_gradients(const Vector<Scalar>& beta_sum, const Vector<Scalar>& alpha_sum,
+                           const Vector<Scalar>& theta_sum) {
+    auto inside = [](const Vector<Scalar>& v) {
+      return (v.array() >= Scalar(0) && v.array() <= Scalar(1)).template cast<Scalar>().matrix();
+    };
+    beta_grad_ = beta_sum.cwiseProduct(inside(beta_));
+    alpha_grad_ = alpha_.size() && alpha_sum.size() ? Vector<Scalar>(alpha_sum.cwiseProduct(inside(alpha_)))
+                                                    : Vector<Scalar>::Zero(alpha_.size());
+    theta_grad_ = theta_sum;
+  }
+
   // Mutable access for optimisers and the engine.
   Matrix<Scalar>& mutable_weights() { return weights_; }
   Vector<Scalar>& mutable_bias() { return bias_; }
@@ -277,11 +328,34 @@ class SpikingLayer {
     else f.template operator()<false, false>();
   }
 
+  void reset_neuron_values() {
+    const Index n = outputs();
+    const bool lif = neuron_.binary();
+    beta_ = lif ? Vector<Scalar>::Constant(n, Scalar(neuron_.decay)) : Vector<Scalar>();
+    alpha_ = neuron_.model == NeuronModel::synaptic ? Vector<Scalar>::Constant(n, Scalar(neuron_.alpha)) : Vector<Scalar>();
+    theta_ = lif ? Vector<Scalar>::Constant(n, Scalar(neuron_.threshold)) : Vector<Scalar>();
+    beta_grad_ = Vector<Scalar>::Zero(beta_.size());
+    alpha_grad_ = Vector<Scalar>::Zero(alpha_.size());
+    theta_grad_ = Vector<Scalar>::Zero(theta_.size());
+  }
+  template <class Derived>
+  void set_values(Vector<Scalar>& dst, const Eigen::MatrixBase<Derived>& v, const char* what) {
+    if (!neuron_.binary() || dst.size() == 0)
+      detail::raise<ValueError>("SpikingLayer::", what, ": the layer's ", to_string(neuron_.model),
+                                " neurons have no such per-neuron value");
+    if (v.size() != outputs())
+      detail::raise<ShapeError>("SpikingLayer::", what, ": expected ", outputs(), " values, found ", v.size());
+    if (!v.allFinite()) detail::raise<ValueError>("SpikingLayer::", what, ": non-finite value");
+    dst = v.template cast<Scalar>().reshaped();
+  }
+
   Matrix<Scalar> weights_;
   Vector<Scalar> bias_;
   Matrix<Scalar> weight_grad_;
   Vector<Scalar> bias_grad_;
   NeuronOptions neuron_;
+  Vector<Scalar> beta_, alpha_, theta_;
+  Vector<Scalar> beta_grad_, alpha_grad_, theta_grad_;
 };
 
 }  // namespace nmsnn

@@ -8,6 +8,8 @@
 // regenerated, never stored); the recurrence is an element-wise scan over t; backward is a
 // reverse scan, one product for dW and one for the input gradient. Only the layers' outputs
 // o_t are kept for backward: they are the next layer's inputs and their signs are the gates.
+// A network with LIF layers (any mix of neuron models) runs the mixed engine: the same chunks
+// and products, each layer's own scan, the LIF layers' membranes kept for backward.
 #pragma once
 
 #include <algorithm>
@@ -69,9 +71,14 @@ class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, Sca
   const SpikingOptions& options() const { return options_; }
   std::uint64_t seed() const { return options_.seed; }
   Index num_layers() const { return Index(layers_.size()); }
+  /// Whether every layer is of pynmsnn's graded neuron (the engines' fused and device paths).
+  bool graded_only() const {
+    return std::none_of(layers_.begin(), layers_.end(), [](const Layer& l) { return l.neuron().binary(); });
+  }
   Layer& layer(Index i) { return layers_.at(std::size_t(i)); }
   const Layer& layer(Index i) const { return layers_.at(std::size_t(i)); }
-  /// Trainable weights and biases, in layer order (W1, b1, W2, b2, ...).
+  /// Trainable parameters in layer order: W1, b1, then layer 1's learnt per-neuron β, α and θ
+  /// (those its NeuronOptions learn), W2, b2, ...
   std::vector<Parameter<Scalar>> parameters();
   Index parameter_count() const;
 
@@ -109,7 +116,12 @@ class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, Sca
   /// that gives its update as data (Sgd, Adam), fit and train_step run the loss and the update
   /// on the engine too (Estimator::train_and_update); inference stays on the CPU. Copies of the
   /// network share the engine.
-  void set_engine(std::shared_ptr<ExternalEngine<SpikingNetwork>> engine) { engine_ = std::move(engine); }
+  void set_engine(std::shared_ptr<ExternalEngine<SpikingNetwork>> engine) {
+    if (engine && !graded_only())
+      detail::raise<ValueError>("SpikingNetwork::set_engine: the device engines run graded neurons only; this network "
+                                "has LIF layers (it trains on the CPU engine)");
+    engine_ = std::move(engine);
+  }
   const std::shared_ptr<ExternalEngine<SpikingNetwork>>& engine() const { return engine_; }
 
  private:
@@ -133,11 +145,22 @@ class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, Sca
     Matrix<Scalar> encoded;               // layer 1's input: all steps, or one chunk of them
     Matrix<Scalar> scratch;               // dL/do of one chunk of the layer below (backward)
     EncodedFor encoded_for;
+    std::vector<Matrix<Scalar>> membranes;  // LIF layers: M_t (n_l x T*B); empty for graded ones
+    std::vector<Matrix<Scalar>> synaptic;   // Synaptic layers learning α: J_t (n_l x T*B)
   };
   Workspace ws_;
   std::shared_ptr<ExternalEngine<SpikingNetwork>> engine_;
   void run_forward(const Matrix<Scalar>& Xb, const std::uint32_t* ids, DrawKey key,
                    Workspace& ws, Matrix<Scalar>& R) const;
+  // The engine for networks with LIF layers (any mix of neuron models): chunks of steps, one
+  // product per layer and chunk, each layer's own scan; none of the graded-only fused paths.
+  void run_forward_mixed(const Matrix<Scalar>& Xb, const std::uint32_t* ids, DrawKey key, Workspace& ws,
+                         Matrix<Scalar>& R) const;
+  void backward_mixed(const Matrix<Scalar>& Xb, const std::uint32_t* ids, DrawKey key,
+                      const Matrix<Scalar>& readout_grad);
+  // Steps by which layer l's output lags its input: 1 for the graded neuron (it emits
+  // (v_{t-1}, o_{t-1}) at step t), 0 for the LIF family.
+  Index emit_delay(Index l) const { return layers_[std::size_t(l)].neuron().binary() ? 0 : 1; }
   Index widest_hidden() const;  // widest layer below the last (0 with one layer)
   // Rows of layer 1's outputs where its forward and backward are fused kernels below a thin
   // layer 2: its neurons rounded up to whole vectors of the kernels (see run_forward).

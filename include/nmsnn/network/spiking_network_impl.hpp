@@ -49,6 +49,10 @@ std::vector<Parameter<S>> SpikingNetwork<Task, S>::parameters() {
   for (auto& l : layers_) {
     p.push_back({l.mutable_weights().data(), l.weight_gradient().data(), l.weights().size()});
     p.push_back({l.mutable_bias().data(), l.bias_gradient().data(), l.bias().size()});
+    const auto& nr = l.neuron();
+    if (nr.learn_decay) p.push_back({l.mutable_beta().data(), l.beta_gradient().data(), l.beta().size()});
+    if (nr.learn_alpha) p.push_back({l.mutable_alpha().data(), l.alpha_gradient().data(), l.alpha().size()});
+    if (nr.learn_threshold) p.push_back({l.mutable_thresholds().data(), l.threshold_gradient().data(), l.thresholds().size()});
   }
   return p;
 }
@@ -56,7 +60,12 @@ std::vector<Parameter<S>> SpikingNetwork<Task, S>::parameters() {
 template <TaskType Task, FloatingScalar S>
 Index SpikingNetwork<Task, S>::parameter_count() const {
   Index n = 0;
-  for (const auto& l : layers_) n += l.weights().size() + l.bias().size();
+  for (const auto& l : layers_) {
+    n += l.weights().size() + l.bias().size();
+    const auto& nr = l.neuron();
+    n += (nr.learn_decay ? l.beta().size() : 0) + (nr.learn_alpha ? l.alpha().size() : 0) +
+         (nr.learn_threshold ? l.thresholds().size() : 0);
+  }
   return n;
 }
 
@@ -131,7 +140,14 @@ std::size_t SpikingNetwork<Task, S>::workspace_bytes(Index batch) const {
   const std::size_t chunk = sat_mul(to_size(time_chunk_steps(batch)), B);
   const std::size_t per_row = sat_add(TB, sat_mul(2, B));
   std::size_t scalars = sat_add(sat_mul(to_size(outputs()), B), sat_mul(to_size(widest_hidden()), chunk));
-  for (const auto& l : layers_) scalars = sat_add(scalars, sat_mul(to_size(l.outputs()), per_row));
+  for (const auto& l : layers_) {
+    scalars = sat_add(scalars, sat_mul(to_size(l.outputs()), per_row));
+    // a LIF layer's membranes (and a synaptic one's currents, when it learns α) for every step,
+    // its other state and the backward sums
+    const auto& nr = l.neuron();
+    if (nr.binary())
+      scalars = sat_add(scalars, sat_mul(to_size(l.outputs()), sat_add(sat_mul(nr.learn_alpha ? 2 : 1, TB), sat_mul(6, B))));
+  }
   scalars = sat_add(scalars, sat_mul(to_size(layer1_rows() - layers_[0].outputs()), per_row));  // padding rows, if any
   if (!encoder_.constant_in_time()) {
     const bool all = input_chunk_steps(batch) >= time_steps();
@@ -149,6 +165,10 @@ std::size_t SpikingNetwork<Task, S>::workspace_bytes(Index batch) const {
 template <TaskType Task, FloatingScalar S>
 void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32_t* ids, DrawKey key,
                                           Workspace& ws, Matrix<S>& R) const {
+  if (!graded_only()) {
+    run_forward_mixed(Xb, ids, key, ws, R);
+    return;
+  }
   const Index T = time_steps(), B = Xb.cols(), TB = T * B, L = num_layers(), F = inputs();
   ws.outputs.resize(std::size_t(L));
   R.setZero(outputs(), B);
@@ -282,6 +302,10 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
     engine_->backward(*this, Xb, ids, key, readout_grad);
     return;
   }
+  if (!graded_only()) {
+    backward_mixed(Xb, ids, key, readout_grad);
+    return;
+  }
   const Index T = time_steps(), B = Xb.cols(), TB = T * B, L = num_layers(), F = inputs();
   NMSNN_ASSERT(Index(ws_.outputs.size()) == L && ws_.outputs.back().cols() == TB);
   Matrix<S> gv = readout_grad;
@@ -412,6 +436,169 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
     dW1.noalias() = du_sum * Xb.transpose();
   } else {
     detail::sparse_weight_gradient(dW1, D1, Xb, ids, key, encoder_, T);
+  }
+}
+
+// The mixed engine (any layer of the LIF family). Forward, per chunk of steps and layer: the
+// currents by one product from what the layer below emitted (at step t - d, d its emit_delay;
+// steps before d get the bias alone), then the layer's scan: the graded one's (MODEL.md "One
+// spiking layer"), or the LIF neuron's, which keeps M_t (and J_t when learning α) for
+// backward and writes the spikes S_t, the next layer's input. The readout reduces what the last
+// layer emits over steps begin_eval .. T-1: the graded layer's state v, or a LIF layer's spikes
+// (a spike count; divided by T - e for the mean, a rate).
+template <TaskType Task, FloatingScalar S>
+void SpikingNetwork<Task, S>::run_forward_mixed(const Matrix<S>& Xb, const std::uint32_t* ids, DrawKey key,
+                                                Workspace& ws, Matrix<S>& R) const {
+  const Index T = time_steps(), B = Xb.cols(), TB = T * B, L = num_layers(), F = inputs();
+  const Index c = time_chunk_steps(B), e = begin_eval();
+  const auto Ls = std::size_t(L);
+  ws.outputs.resize(Ls), ws.membranes.resize(Ls), ws.synaptic.resize(Ls);
+  R.setZero(outputs(), B);
+  std::vector<Matrix<S>> V(Ls), JS(Ls), BT(Ls);
+  for (std::size_t l = 0; l < Ls; ++l) {
+    const Layer& layer = layers_[l];
+    const Index n = layer.outputs();
+    const auto& nr = layer.neuron();
+    ws.outputs[l].resize(n, TB);
+    ws.membranes[l].resize(nr.binary() ? n : 0, nr.binary() ? TB : 0);
+    const bool keep_j = nr.model == NeuronModel::synaptic && nr.learn_alpha;
+    ws.synaptic[l].resize(keep_j ? n : 0, keep_j ? TB : 0);
+    V[l].setZero(n, B);
+    if (nr.model == NeuronModel::synaptic) JS[l].setZero(n, B);
+    if (!nr.binary()) {
+      BT[l].resize(n, B);
+      detail::fill_columns(detail::map(BT[l].data(), n, B), layer.bias().data());
+    }
+  }
+  ws.encoded.resize(F, c * B);
+  ws.encoded_for = {};
+  for (Index t0 = 0; t0 < T; t0 += c) {
+    const Index steps = std::min(c, T - t0), t1 = t0 + steps;
+    for (Index l = 0; l < L; ++l) {
+      const Layer& layer = layers_[std::size_t(l)];
+      const Index n = layer.outputs(), in = layer.inputs();
+      S* a = ws.outputs[std::size_t(l)].data() + t0 * B * n;
+      const auto W = detail::cmap(layer.weights().data(), n, in);
+      if (l == 0) {
+        auto E = detail::map(ws.encoded.data(), F, steps * B);
+        encoder_.encode(Xb, ids, key, t0, steps, E);
+        detail::gemm_nn_set<S>(detail::map(a, n, steps * B), W, detail::cmap(E.data(), F, steps * B));
+      } else {
+        const Index d = emit_delay(l - 1), s0 = std::min(std::max(t0, d), t1);
+        if (s0 > t0) detail::set_zero(detail::map(a, n, (s0 - t0) * B));
+        if (t1 > s0)
+          detail::gemm_nn_set<S>(detail::map(a + (s0 - t0) * B * n, n, (t1 - s0) * B), W,
+                                 detail::cmap(ws.outputs[std::size_t(l - 1)].data() + (s0 - d) * B * in, in, (t1 - s0) * B));
+      }
+      const bool last = l == L - 1;
+      if (layer.neuron().binary()) {
+        S* J = ws.synaptic[std::size_t(l)].size() ? ws.synaptic[std::size_t(l)].data() + t0 * B * n : nullptr;
+        layer.lif_scan_forward(a, ws.membranes[std::size_t(l)].data() + t0 * B * n, J, steps, B, V[std::size_t(l)].data(),
+                               JS[std::size_t(l)].size() ? JS[std::size_t(l)].data() : nullptr,
+                               last ? R.data() : nullptr, e - t0, T - 1 - t0);
+      } else {
+        layer.scan_forward(a, steps, B, last ? R.data() : nullptr, reducer_.first_state() - t0,
+                           reducer_.last_state() - t0, V[std::size_t(l)].data(), BT[std::size_t(l)].data());
+      }
+    }
+  }
+  if (reducer_.kind() == Readout::mean) R /= S(T - e);
+}
+
+// Backward of the mixed engine: chunks last first, layers last first. A layer's scan turns its
+// kept outputs into dL/d(current); the layer above's weight gradient is taken before, from the
+// outputs still there, and the gradient it passes down is W^T times its dL/d(current) d steps
+// later (d the emit delay of the layer below). LIF layers sum their β, α and θ gradients per
+// neuron and sample (fixed partitions: the same sums whatever the thread count).
+template <TaskType Task, FloatingScalar S>
+void SpikingNetwork<Task, S>::backward_mixed(const Matrix<S>& Xb, const std::uint32_t* ids, DrawKey key,
+                                             const Matrix<S>& readout_grad) {
+  const Index T = time_steps(), B = Xb.cols(), TB = T * B, L = num_layers(), F = inputs();
+  const Index c = time_chunk_steps(B), e = begin_eval();
+  const auto Ls = std::size_t(L);
+  NMSNN_ASSERT(ws_.outputs.size() == Ls && ws_.outputs.back().cols() == TB && ws_.membranes.size() == Ls);
+  Matrix<S> gv = readout_grad;
+  if (reducer_.kind() == Readout::mean) gv /= S(T - e);
+  ws_.encoded.resize(F, c * B);
+  ws_.scratch.resize(widest_hidden(), c * B);
+  struct Sums {
+    Matrix<S> carry, carry_j, bias, beta, alpha, theta;
+  };
+  std::vector<Sums> sums(Ls);
+  for (std::size_t l = 0; l < Ls; ++l) {
+    Layer& layer = layers_[l];
+    const Index n = layer.outputs();
+    const auto& nr = layer.neuron();
+    sums[l].carry.setZero(n, B);
+    sums[l].bias.setZero(n, B);
+    if (nr.binary()) {
+      sums[l].beta.setZero(n, B);
+      sums[l].theta.setZero(n, B);
+      if (nr.model == NeuronModel::synaptic) sums[l].carry_j.setZero(n, B), sums[l].alpha.setZero(n, B);
+    }
+    layer.mutable_weight_gradient().setZero(n, layer.inputs());
+  }
+  for (Index t0 = (T - 1) / c * c; t0 >= 0; t0 -= c) {
+    const Index steps = std::min(c, T - t0), t1 = t0 + steps;
+    for (Index l = L - 1; l >= 0; --l) {
+      Layer& layer = layers_[std::size_t(l)];
+      Sums& sm = sums[std::size_t(l)];
+      const Index n = layer.outputs(), in = layer.inputs();
+      S* d = ws_.outputs[std::size_t(l)].data() + t0 * B * n;  // outputs before the scan, dL/d(current) after
+      const bool last = l == L - 1;
+      const S* GS = last ? nullptr : ws_.scratch.data();
+      if (layer.neuron().binary()) {
+        const S* M = ws_.membranes[std::size_t(l)].data();
+        const S* J = ws_.synaptic[std::size_t(l)].size() ? ws_.synaptic[std::size_t(l)].data() : nullptr;
+        neuron::BackwardChunk<S> bc;
+        bc.D = d;
+        bc.M = M + t0 * B * n;
+        bc.M_before = t0 > 0 ? M + (t0 - 1) * B * n : nullptr;
+        bc.J = J ? J + t0 * B * n : nullptr;
+        bc.J_before = J && t0 > 0 ? J + (t0 - 1) * B * n : nullptr;
+        bc.GS = GS;
+        if (last) bc.gv = gv.data(), bc.g_lo = e - t0, bc.g_hi = T - 1 - t0;
+        bc.dm = sm.carry.data();
+        bc.dj = sm.carry_j.size() ? sm.carry_j.data() : nullptr;
+        bc.bias_sum = sm.bias.data();
+        bc.beta_sum = sm.beta.data();
+        bc.alpha_sum = sm.alpha.size() ? sm.alpha.data() : nullptr;
+        bc.theta_sum = sm.theta.data();
+        layer.lif_scan_backward(bc, steps, B);
+      } else if (last) {
+        layer.scan_backward(d, nullptr, steps, B, sm.carry.data(), gv.data(), reducer_.first_state() - t0,
+                            reducer_.last_state() - t0, sm.bias.data());
+      } else {
+        layer.scan_backward(d, GS, steps, B, sm.carry.data(), nullptr, 0, -1, sm.bias.data());
+      }
+      auto& dW = layer.mutable_weight_gradient();
+      if (l > 0) {
+        const Index dd = emit_delay(l - 1), s0 = std::min(std::max(t0, dd), t1);
+        const S* below = ws_.outputs[std::size_t(l - 1)].data();  // still its outputs up to step t1 - 1
+        if (t1 > s0)
+          detail::gemm_nt_acc<S>(detail::map(dW.data(), n, in), detail::cmap(d + (s0 - t0) * B * n, n, (t1 - s0) * B),
+                                 detail::cmap(below + (s0 - dd) * B * in, in, (t1 - s0) * B));
+        // dL/d(output of layer l-1) at steps t0 .. t1-1: W^T dL/d(current) at step t + dd
+        const Index ng = std::max<Index>(0, std::min(t1, T - dd) - t0);
+        if (ng > 0)
+          detail::gemm_tn_thin<S>(detail::map(ws_.scratch.data(), in, ng * B), detail::cmap(layer.weights().data(), n, in),
+                                  detail::cmap(ws_.outputs[std::size_t(l)].data() + (t0 + dd) * B * n, n, ng * B));
+        if (ng < steps) detail::map(ws_.scratch.data() + ng * B * in, in, (steps - ng) * B).setZero();
+      } else {
+        auto E = detail::map(ws_.encoded.data(), F, steps * B);
+        encoder_.encode(Xb, ids, key, t0, steps, E);
+        detail::gemm_nt_acc<S>(detail::map(dW.data(), n, in), detail::cmap(d, n, steps * B),
+                               detail::cmap(ws_.encoded.data(), F, steps * B));
+      }
+    }
+  }
+  for (std::size_t l = 0; l < Ls; ++l) {
+    Layer& layer = layers_[l];
+    layer.mutable_bias_gradient() = sums[l].bias.rowwise().sum();
+    if (layer.neuron().binary())
+      layer.set_decay_gradients(sums[l].beta.rowwise().sum(),
+                                sums[l].alpha.size() ? Vector<S>(sums[l].alpha.rowwise().sum()) : Vector<S>(),
+                                sums[l].theta.rowwise().sum());
   }
 }
 

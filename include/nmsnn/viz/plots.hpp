@@ -197,7 +197,8 @@ inline std::string bar_chart(const std::vector<std::string>& labels, const std::
 inline std::string layer_heatmap(const Recording& r, Index layer, bool output, std::string title = {}) {
   const auto& L = r.layers.at(std::size_t(layer));
   if (title.empty())
-    title = "Layer " + std::to_string(layer + 1) + (output ? " output" : " inner state") + ", sample " + std::to_string(r.sample);
+    title = "Layer " + std::to_string(layer + 1) + (output ? (L.spikes ? " spikes" : " output") : (L.spikes ? " membrane" : " inner state")) +
+            ", sample " + std::to_string(r.sample);
   return heatmap(output ? L.output : L.state, {.width = 720, .height = 420, .title = title, .xlabel = "time step", .ylabel = "neuron"},
                  !output);
 }
@@ -206,7 +207,7 @@ inline std::string layer_heatmap(const Recording& r, Index layer, bool output, s
 inline std::string neuron_trace(const Recording& r, Index layer, Index neuron, double threshold = 1.0) {
   const auto& L = r.layers.at(std::size_t(layer));
   if (neuron < 0 || neuron >= L.state.rows()) nmsnn::detail::raise<ValueError>("neuron_trace: neuron ", neuron, " is outside 0..", L.state.rows() - 1);
-  Series v{"inner state", {}, {}}, o{"output", {}, {}}, th{"threshold", {}, {}};
+  Series v{L.spikes ? "membrane" : "inner state", {}, {}}, o{L.spikes ? "spike" : "output", {}, {}}, th{"threshold", {}, {}};
   for (Index t = 0; t < r.time_steps; ++t) {
     v.x.push_back(double(t)), v.y.push_back(L.state(neuron, t));
     o.x.push_back(double(t)), o.y.push_back(L.output(neuron, t));

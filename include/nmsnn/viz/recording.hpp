@@ -17,11 +17,13 @@
 
 namespace nmsnn {
 
-/// One layer's activity on one sample. Column t is what the layer emits at step t, i.e. its
-/// inner state v and output o after step t - 1 (zeros at t = 0), as in MODEL.md.
+/// One layer's activity on one sample. Column t is what the layer emits at step t: for the
+/// graded neuron its inner state v and output o after step t - 1 (zeros at t = 0), as in
+/// MODEL.md; for the LIF family its membrane M_t and its spikes S_t (0 or 1) of step t itself.
 struct LayerRecording {
-  Eigen::MatrixXd state;         ///< neurons x T: emitted inner state
-  Eigen::MatrixXd output;        ///< neurons x T: emitted output (relu(u - threshold))
+  Eigen::MatrixXd state;         ///< neurons x T: emitted inner state (graded) or membrane (LIF)
+  Eigen::MatrixXd output;        ///< neurons x T: emitted output (graded: relu(u - threshold); LIF: spikes)
+  bool spikes = false;           ///< whether output holds binary spikes (a LIF layer)
   Eigen::VectorXd firing_rate;   ///< per neuron: fraction of steps with output > 0
   double mean_firing_rate = 0;   ///< over the layer's neurons and steps
 };
@@ -58,9 +60,23 @@ Recording record_activity(const SpikingNetwork<Task, Scalar>& net, const Eigen::
     const auto& nr = layer.neuron();
     // Currents a_t = W s_t + b; layer l >= 2 reads at step t what layer l - 1 emitted.
     Matrix<Scalar> A = layer.weights() * input;
-    A.colwise() += layer.bias();
     const Index n = layer.outputs();
     LayerRecording L;
+    if (nr.binary()) {
+      // The LIF layer's own scan over all steps of this one sample (it adds the bias): spikes
+      // into A, membranes into M; emitted at the step itself.
+      Matrix<Scalar> M(n, T), m = Matrix<Scalar>::Zero(n, 1), j = Matrix<Scalar>::Zero(n, 1);
+      layer.lif_scan_forward(A.data(), M.data(), nullptr, T, 1, m.data(), nr.model == NeuronModel::synaptic ? j.data() : nullptr);
+      L.state = M.template cast<double>();
+      L.output = A.template cast<double>();
+      L.spikes = true;
+      L.firing_rate = (L.output.array() > 0).cast<double>().rowwise().mean();
+      L.mean_firing_rate = L.firing_rate.mean();
+      rec.layers.push_back(std::move(L));
+      input = std::move(A);
+      continue;
+    }
+    A.colwise() += layer.bias();
     L.state = Eigen::MatrixXd::Zero(n, T);
     L.output = Eigen::MatrixXd::Zero(n, T);
     const Scalar decay = Scalar(nr.decay), theta = Scalar(nr.threshold), rho = Scalar(nr.penalty);
@@ -83,8 +99,9 @@ Recording record_activity(const SpikingNetwork<Task, Scalar>& net, const Eigen::
     rec.layers.push_back(std::move(L));
     input = std::move(emitted);
   }
-  // The readout reduces the last layer's emitted state over steps begin_eval .. T-1.
-  const auto& last = rec.layers.back().state;
+  // The readout reduces the last layer's emitted state (a LIF layer's spikes) over steps
+  // begin_eval .. T-1.
+  const auto& last = rec.layers.back().spikes ? rec.layers.back().output : rec.layers.back().state;
   const Index e = net.begin_eval();
   rec.readout = last.middleCols(e, T - e).rowwise().sum();
   if (net.readout().kind() == Readout::mean) rec.readout /= double(T - e);

@@ -160,9 +160,22 @@ Report make_report(const Net& net, const Eigen::MatrixBase<DX>& X_test, const Ei
     model.push_back({"begin_eval", std::to_string(net.begin_eval())});
     model.push_back({"encoder", std::string(to_string(net.encoder().kind()))});
     model.push_back({"readout", std::string(to_string(net.readout().kind()))});
-    const auto& nr = net.layer(0).neuron();
-    model.push_back({"neuron (layer 1)", "decay " + detail::num(nr.decay, 3) + ", threshold " + detail::num(nr.threshold, 3) +
-                                             ", penalty " + detail::num(nr.penalty, 3) + ", reset " + std::string(to_string(nr.reset))});
+    for (Index l = 0; l < net.num_layers(); ++l) {
+      const auto& nr = net.layer(l).neuron();
+      std::string d = std::string(to_string(nr.model)) + ", " + (nr.binary() ? "beta " : "decay ") + detail::num(nr.decay, 3) +
+                      ", threshold " + detail::num(nr.threshold, 3) + ", reset " + std::string(to_string(nr.reset));
+      if (nr.binary()) {
+        if (nr.model == NeuronModel::synaptic) d += ", alpha " + detail::num(nr.alpha, 3);
+        d += ", surrogate " + std::string(to_string(nr.surrogate));
+        if (nr.surrogate != Surrogate::straight_through) d += " (" + detail::num(nr.surrogate_slope(), 3) + ")";
+        if (nr.learn_decay || nr.learn_alpha || nr.learn_threshold)
+          d += std::string(", learnt:") + (nr.learn_decay ? " beta" : "") + (nr.learn_alpha ? " alpha" : "") +
+               (nr.learn_threshold ? " threshold" : "");
+      } else {
+        d += ", penalty " + detail::num(nr.penalty, 3);
+      }
+      model.push_back({"neuron (layer " + std::to_string(l + 1) + ")", d});
+    }
   } else {
     model.push_back({"batch norm", net.batch_norm() ? "yes" : "no"});
     model.push_back({"dropout", detail::num(net.dropout(), 2)});
@@ -256,7 +269,9 @@ Report make_report(const Net& net, const Eigen::MatrixBase<DX>& X_test, const Ei
       // The most active neuron of the first layer, the one pynmsnn's visualize_neuron shows.
       Index best = 0;
       rec.layers[0].firing_rate.maxCoeff(&best);
-      r.add_figure(viz::neuron_trace(rec, 0, best, net.layer(0).neuron().threshold),
+      const double theta = net.layer(0).neuron().binary() ? double(net.layer(0).thresholds()(best))
+                                                          : net.layer(0).neuron().threshold;
+      r.add_figure(viz::neuron_trace(rec, 0, best, theta),
                    "The most active neuron of layer 1");
       r.add_figure(viz::layer_raster(rec, 0));
       r.add_figure(viz::firing_rate_histogram(rec, 0));
