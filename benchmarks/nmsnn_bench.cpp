@@ -14,7 +14,10 @@
 // passes on the device, the gradients downloaded): the comparison of the two.
 //
 // WORKLOAD: binary, binary_noisy, iris, mnist, regression, and each with _mlp (the dense
-// network of the same width: Linear, ReLU, Linear, T = 1). Prints one JSON line:
+// network of the same width: Linear, ReLU, Linear, T = 1); lif_512, lif_4096, synaptic_512 (one
+// Linear(N -> N) layer of Leaky or Synaptic neurons, batch 16, T = 500, 10% input spikes, spike
+// count MSE, Adam: the Open Neuromorphic benchmark's shape; snnTorch's side is
+// benchmarks/snntorch_lif.py). Prints one JSON line:
 // workload, threads, batch, T, sec_per_batch (median of the timed steps after one warm-up: K of
 // them, and more while they add up to less than S seconds, 0.25 by default; timed_steps says how many),
 // sample_steps_per_s, peak_rss_mib, and gflops (arithmetic actually performed per second),
@@ -46,10 +49,11 @@
 namespace {
 
 struct Workload {
-  Eigen::Index inputs, hidden, outputs, T, batch;
+  Eigen::Index inputs, hidden, outputs, T, batch;  // hidden 0: one layer, inputs to outputs
   const char* loss;
   const char* optimiser;
   nmsnn::Readout readout;
+  nmsnn::NeuronModel neuron = nmsnn::NeuronModel::graded;
 };
 
 const std::map<std::string, Workload> workloads = {
@@ -58,7 +62,14 @@ const std::map<std::string, Workload> workloads = {
     {"iris", {4, 100, 3, 64, 120, "ce", "adam", nmsnn::Readout::mean}},
     {"mnist", {784, 100, 10, 128, 1000, "ce", "sgd", nmsnn::Readout::mean}},
     {"regression", {3, 100, 1, 64, 64, "mse", "sgd", nmsnn::Readout::mean}},
+    // The Open Neuromorphic benchmark's shape: one Linear(N -> N) layer of LIF neurons, batch 16,
+    // T = 500, input spikes with probability 0.1 (Bernoulli encoding of 0.1), spike count MSE, Adam.
+    {"lif_512", {512, 0, 512, 500, 16, "mse", "adam", nmsnn::Readout::sum, nmsnn::NeuronModel::leaky}},
+    {"lif_4096", {4096, 0, 4096, 500, 16, "mse", "adam", nmsnn::Readout::sum, nmsnn::NeuronModel::leaky}},
+    {"synaptic_512", {512, 0, 512, 500, 16, "mse", "adam", nmsnn::Readout::sum, nmsnn::NeuronModel::synaptic}},
 };
+
+bool lif_workload(const Workload& w) { return w.neuron != nmsnn::NeuronModel::graded; }
 
 std::string device = "cpu";  // --device
 bool host_update = false;    // --host-update
@@ -137,7 +148,12 @@ template <class Net>
 Net make_net(const Workload& w) {
   if constexpr (requires { Net::predict_stream; } && requires(Net n) { n.time_steps(); })
     return Net({.inputs = w.inputs, .outputs = w.outputs, .hidden = {w.hidden}, .time_steps = w.T,
-                .readout = w.readout, .seed = 0});
+                .readout = w.readout,
+                .encoder = lif_workload(w) ? nmsnn::Encoding::bernoulli : nmsnn::Encoding::rate,
+                .neuron = w.neuron == nmsnn::NeuronModel::leaky      ? nmsnn::NeuronOptions::leaky()
+                          : w.neuron == nmsnn::NeuronModel::synaptic ? nmsnn::NeuronOptions::synaptic()
+                                                                     : nmsnn::NeuronOptions{},
+                .seed = 0});
   else  // the reference's MLP: Linear, ReLU, Linear
     return Net({.inputs = w.inputs, .outputs = w.outputs, .hidden = {w.hidden}, .batch_norm = false,
                 .dropout = 0.0, .seed = 0});
@@ -171,7 +187,9 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
   nmsnn::CounterRng rng(0, nmsnn::RandomDomain::split, 1);
   nmsnn::Matrix<float> Xb(w.inputs, w.batch);
   for (Eigen::Index i = 0; i < Xb.size(); ++i) {
-    if (name.rfind("mnist", 0) == 0) {
+    if (lif_workload(w)) {
+      Xb.data()[i] = 0.1f;  // spike probability per input and step
+    } else if (name.rfind("mnist", 0) == 0) {
       const double v = rng.uniform();
       Xb.data()[i] = float(rng.uniform() < 0.19 ? v : 0.0);
     } else {
@@ -273,9 +291,11 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
   const double density = net.activity(0);
   // Multiply-adds of one step: layer 1 forward and dW (2 x H x nnz x T; nnz = F B on the
   // dense path), layer 2 forward, dW and input gradient (3 x K H (T-1) B).
-  const double layer1 = 2.0 * double(w.hidden) * (sparse ? nnz : double(w.inputs * w.batch)) * double(w.T);
-  const double layer1_dense = 2.0 * double(w.hidden * w.inputs * w.T * w.batch);
-  const double rest = 3.0 * double(w.outputs * w.hidden * (w.T - 1) * w.batch);
+  // (One layer: its forward and weight-gradient products.)
+  const Eigen::Index n1 = w.hidden > 0 ? w.hidden : w.outputs;
+  const double layer1 = 2.0 * double(n1) * (sparse ? nnz : double(w.inputs * w.batch)) * double(w.T);
+  const double layer1_dense = 2.0 * double(n1 * w.inputs * w.T * w.batch);
+  const double rest = w.hidden > 0 ? 3.0 * double(w.outputs * w.hidden * (w.T - 1) * w.batch) : 0.0;
   const double flops = 2.0 * (layer1 + rest), dense_flops = 2.0 * (layer1_dense + rest);
   getrusage(RUSAGE_SELF, &ru);
   std::printf(
@@ -297,6 +317,7 @@ int main(int argc, char** argv) try {
     std::cerr << "usage: nmsnn-bench WORKLOAD [--threads N] [--batches K] [--min-time S] [--chunk-bytes N] [--host-update]\n"
                  "                   [--device cpu|cuda|emulate]\n"
                  "WORKLOAD: binary, binary_noisy, iris, mnist, regression, each also with _mlp;\n"
+                 "          lif_512, lif_4096, synaptic_512 (one LIF layer; no _mlp);\n"
                  "          gemm (Eigen's own large product, for reference)\n";
     return argc < 2 ? 2 : 0;
   }
@@ -360,8 +381,13 @@ int main(int argc, char** argv) try {
   const Workload& w = it->second;
   const std::string base = it->first;
   using namespace nmsnn;
+  if (mlp && lif_workload(w)) {
+    std::cerr << "nmsnn-bench: " << base << " has no _mlp variant\n";
+    return 2;
+  }
   if (std::strcmp(w.optimiser, "adam") == 0) {
     Adam opt({.learning_rate = 1e-3});
+    if (std::strcmp(w.loss, "mse") == 0) return run<SpikingNetwork<Regression>>(name, w, opt, threads, batches, min_seconds);
     if (std::strcmp(w.loss, "bce") == 0)
       return mlp ? run<DenseNetwork<BinaryClassification>>(name, w, opt, threads, batches, min_seconds)
                  : run<SpikingNetwork<BinaryClassification>>(name, w, opt, threads, batches, min_seconds);

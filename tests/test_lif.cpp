@@ -3,6 +3,9 @@
 // from snnTorch's repository at the commit it names, in double precision.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <iostream>
 #include <map>
 
@@ -391,4 +394,27 @@ TEST_CASE("the sigmoid surrogate is finite far below threshold, where the litera
   CHECK(g == Approx(25 * std::exp(-1000.0)).margin(1e-300));
   CHECK(neuron::surrogate_derivative<Surrogate::sigmoid>(0.1, 25.0) ==
         Approx(25 * std::exp(-2.5) / std::pow(1 + std::exp(-2.5), 2)).epsilon(1e-14));
+}
+
+TEST_CASE("a network of one layer (hidden {0}): LIF and graded, trained, saved and loaded bit-identically", "[lif]") {
+  Eigen::VectorXd y;
+  const Eigen::MatrixXd X = iris_scaled(&y);
+  for (const NeuronOptions& nr : {NeuronOptions::leaky(0.85), NeuronOptions{}}) {
+    SpikingNetwork<MulticlassClassification> net({.inputs = 4, .outputs = 3, .hidden = {0}, .time_steps = 10,
+                                                  .encoder = Encoding::direct, .neuron = nr, .seed = 2});
+    REQUIRE(net.num_layers() == 1);
+    CHECK(net.options().hidden.empty());
+    CHECK(net.parameter_count() == 4 * 3 + 3);
+    Adam adam({.learning_rate = 2e-2});
+    const auto h = net.fit(X, y, adam, {.epochs = 20, .batch_size = 30});
+    CHECK(h.loss.back() < h.loss.front());
+    const std::string path = "nmsnn_test_one_layer_" + std::to_string(::getpid()) + ".safetensors";
+    save_model(path, net);
+    const auto back = load_model<SpikingNetwork<MulticlassClassification>>(path);
+    std::remove(path.c_str());
+    REQUIRE(back.num_layers() == 1);
+    CHECK(back.predict_proba(X) == net.predict_proba(X));
+  }
+  CHECK(test::error_of([] { SpikingNetwork<BinaryClassification>({.inputs = 2, .hidden = {0, 3}}); })
+            .find("hidden layer 1 must have >= 1 neuron") != std::string::npos);
 }

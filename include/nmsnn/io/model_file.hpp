@@ -403,7 +403,9 @@ inline ModelSpec check_description(const SafetensorsFile& f, const std::string& 
               : s.task == "multiclass" ? r.integer("outputs", 2, Index(1) << 20)
                                        : r.integer("outputs", 1, Index(1) << 20);
   const auto& hidden = r.at("hidden");
-  if (!hidden.is_array() || hidden.empty() || hidden.size() > 1024) r.fail("hidden", "is not a list of 1 to 1024 widths");
+  // (a spiking network may have no hidden layer: one layer from the inputs to the outputs)
+  if (!hidden.is_array() || (hidden.empty() && s.kind != "spiking") || hidden.size() > 1024)
+    r.fail("hidden", s.kind == "spiking" ? "is not a list of 0 to 1024 widths" : "is not a list of 1 to 1024 widths");
   for (const auto& h : hidden) s.hidden.push_back(r.integer_of(h, "hidden", 1, Index(1) << 24));
   {
     const std::string seed = r.string("seed");
@@ -755,7 +757,7 @@ Net load_model(const std::string& path, ModelExtras* extras = nullptr) {
         SpikingOptions o;
         o.inputs = s.inputs;
         o.outputs = s.outputs;
-        o.hidden = s.hidden;
+        o.hidden = s.hidden.empty() ? std::vector<Index>{0} : s.hidden;
         o.time_steps = s.time_steps;
         o.begin_eval = s.begin_eval;
         o.readout = s.readout;

@@ -39,7 +39,7 @@ namespace nmsnn {
 struct SpikingOptions {
   Index inputs = 0;                    ///< number of features (required)
   std::optional<Index> outputs = {};   ///< classes (multiclass, required) or targets (regression)
-  std::vector<Index> hidden = {};      ///< hidden widths, e.g. {100} or {100, 50}
+  std::vector<Index> hidden = {};      ///< hidden widths, e.g. {100} or {100, 50}; {0}: none (one layer)
   std::optional<Index> time_steps = {};
   Index begin_eval = 0;
   std::optional<Readout> readout = {};
@@ -68,6 +68,8 @@ class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, Sca
   Index begin_eval() const { return reducer_.begin_eval(); }
   const OutputReducer<Scalar>& readout() const { return reducer_; }
   const InputEncoder<Scalar>& encoder() const { return encoder_; }
+  /// The options with every default filled in (hidden: the widths in use, empty for a network
+  /// of one layer).
   const SpikingOptions& options() const { return options_; }
   std::uint64_t seed() const { return options_.seed; }
   Index num_layers() const { return Index(layers_.size()); }

@@ -21,6 +21,7 @@ SpikingNetwork<Task, S>::SpikingNetwork(const SpikingOptions& o) : options_(o) {
   const Index outputs = o.outputs ? *o.outputs : Task::default_outputs();
   Task::check_outputs(outputs);
   std::vector<Index> hidden = o.hidden.empty() ? std::vector<Index>{Task::default_hidden} : o.hidden;
+  if (hidden == std::vector<Index>{0}) hidden.clear();  // no hidden layer: one layer, inputs to outputs
   for (std::size_t i = 0; i < hidden.size(); ++i)
     if (hidden[i] < 1)
       detail::raise<ValueError>("SpikingNetwork: hidden layer ", i + 1, " must have >= 1 neuron, found ",
