@@ -2,7 +2,12 @@
 // (shared/anchors/pynmsnn_reference.py), with the same interface and output:
 //
 //   nmsnn-bench WORKLOAD [--threads N] [--batches K] [--min-time S] [--chunk-bytes N]
-//                        [--device cpu|cuda|emulate] [--host-update]
+//                        [--device cpu|cuda|emulate] [--host-update] [--T STEPS]
+//                        [--recompute automatic|always|never]
+//
+// --T replaces the workload's number of time steps; --recompute sets whether a LIF network's
+// backward recomputes segments of its forward instead of keeping every step
+// (SpikingNetwork::set_recompute); the JSON line says which ("recompute_segment": steps, 0 none).
 //
 // --device cuda (the program built with NMSNN_CUDA=ON, nmsnn-bench-cuda) runs the training
 // passes on the GPU engines of nmsnn/cuda.hpp (Engine, or DenseEngine for the _mlp
@@ -72,6 +77,7 @@ const std::map<std::string, Workload> workloads = {
 bool lif_workload(const Workload& w) { return w.neuron != nmsnn::NeuronModel::graded; }
 
 std::string device = "cpu";  // --device
+std::string recompute;       // --recompute (empty: the network's automatic choice)
 bool host_update = false;    // --host-update
 
 /// One training step: the passes and the optimiser's update (on a device engine, all of it
@@ -163,6 +169,10 @@ template <class Net, class Opt>
 int run(const std::string& name, const Workload& w, Opt& opt, int threads, int batches, double min_seconds) {
   constexpr bool spiking = requires(Net n) { n.time_steps(); };
   Net net = make_net<Net>(w);
+  if constexpr (spiking) {
+    if (recompute == "always") net.set_recompute(Net::Recompute::always);
+    else if (recompute == "never") net.set_recompute(Net::Recompute::never);
+  }
   nmsnn::detail::device::KernelClock* clock = nullptr;  // the device engine's, if any
   if (device != "cpu") {
     namespace dev = nmsnn::detail::device;
@@ -302,10 +312,12 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
       "{\"workload\": \"%s\", \"device\": \"cpu\", \"threads\": %d, \"batch\": %ld, \"T\": %ld, "
       "\"sec_per_batch\": %.5f, \"sample_steps_per_s\": %.1f, \"peak_rss_mib\": %.1f, "
       "\"gflops\": %.2f, \"dense_equivalent_gflops\": %.2f, \"input_density\": %.4f, "
-      "\"sparse_input_path\": %s, \"density\": %.4f, \"generator_share\": %.3f, \"timed_steps\": %zu}\n",
+      "\"sparse_input_path\": %s, \"density\": %.4f, \"generator_share\": %.3f, \"timed_steps\": %zu, "
+      "\"recompute_segment\": %ld}\n",
       name.c_str(), threads, long(w.batch), long(w.T), med, double(w.batch * w.T) / med,
       double(ru.ru_maxrss) / 1024.0, flops / med * 1e-9, dense_flops / med * 1e-9,
-      nnz / double(Xb.size()), sparse ? "true" : "false", density, gen, times.size());
+      nnz / double(Xb.size()), sparse ? "true" : "false", density, gen, times.size(),
+      long(net.recompute_segment_steps(w.batch)));
   return 0;
   }
 }
@@ -315,7 +327,7 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
 int main(int argc, char** argv) try {
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0) {
     std::cerr << "usage: nmsnn-bench WORKLOAD [--threads N] [--batches K] [--min-time S] [--chunk-bytes N] [--host-update]\n"
-                 "                   [--device cpu|cuda|emulate]\n"
+                 "                   [--device cpu|cuda|emulate] [--T STEPS] [--recompute automatic|always|never]\n"
                  "WORKLOAD: binary, binary_noisy, iris, mnist, regression, each also with _mlp;\n"
                  "          lif_512, lif_4096, synaptic_512 (one LIF layer; no _mlp);\n"
                  "          gemm (Eigen's own large product, for reference)\n";
@@ -323,6 +335,7 @@ int main(int argc, char** argv) try {
   }
   const std::string name = argv[1];
   int threads = 1, batches = 5;
+  long T_override = 0;
   double min_seconds = 0.25;
   for (int i = 2; i < argc; ++i) {
     if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = std::stoi(argv[++i]);
@@ -331,6 +344,8 @@ int main(int argc, char** argv) try {
     else if (std::strcmp(argv[i], "--chunk-bytes") == 0 && i + 1 < argc)  // nmsnn::set_engine_chunk_bytes
       nmsnn::set_engine_chunk_bytes(std::stoul(argv[++i]));
     else if (std::strcmp(argv[i], "--host-update") == 0) host_update = true;
+    else if (std::strcmp(argv[i], "--T") == 0 && i + 1 < argc) T_override = std::stol(argv[++i]);
+    else if (std::strcmp(argv[i], "--recompute") == 0 && i + 1 < argc) recompute = argv[++i];
     else if (std::strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
       device = argv[++i];
       if (device != "cpu" && device != "cuda" && device != "emulate") {
@@ -378,7 +393,8 @@ int main(int argc, char** argv) try {
     return 2;
   }
   nmsnn::set_num_threads(threads);
-  const Workload& w = it->second;
+  Workload w = it->second;
+  if (T_override > 0) w.T = T_override;
   const std::string base = it->first;
   using namespace nmsnn;
   if (mlp && lif_workload(w)) {

@@ -127,7 +127,7 @@ TEST_CASE("options out of range are refused at once") {
   CHECK_THROWS_AS(Net({.inputs = 2, .time_steps = 0}), ValueError);
   CHECK_THROWS_AS(Net({.inputs = 2, .time_steps = -5}), ValueError);
   CHECK_THROWS_AS(Net({.inputs = 0}), ValueError);
-  CHECK_THROWS_AS(Net({.inputs = 2, .hidden = {0}}), ValueError);
+  CHECK_THROWS_AS(Net({.inputs = 2, .hidden = {4, 0}}), ValueError);  // ({0} alone: no hidden layer)
   CHECK_THROWS_AS(Net({.inputs = 2, .time_steps = 8, .begin_eval = 8}), ValueError);
   CHECK_THROWS_AS(Adam({.learning_rate = std::numeric_limits<double>::quiet_NaN()}), ValueError);
   CHECK_THROWS_AS(Adam({.learning_rate = -1}), ValueError);

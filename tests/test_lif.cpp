@@ -27,6 +27,11 @@ Eigen::VectorXd vec(const nlohmann::json& j) {
 }
 
 NeuronOptions options_of(const std::string& kind, const nlohmann::json& c) {
+  if (kind == "li") {
+    NeuronOptions o = NeuronOptions::li();
+    o.learn_decay = true;
+    return o;
+  }
   NeuronOptions o = kind == "leaky" ? NeuronOptions::leaky() : NeuronOptions::synaptic();
   o.reset = parse_reset(c["reset"].get<std::string>());
   o.surrogate = parse_surrogate(c["surrogate"].get<std::string>());
@@ -122,7 +127,8 @@ void run_network_case(const nlohmann::json& c) {
                                     .begin_eval = c["begin_eval"].get<Index>(),
                                     .readout = parse_readout(c["readout"].get<std::string>()),
                                     .encoder = Encoding::direct,
-                                    .neuron = options_of(kinds[0], c)});
+                                    .neuron = options_of(kinds[0], c),
+                                    .output_neuron = options_of(kinds[1], c)});
   for (Index l = 0; l < 2; ++l) {
     const auto& lj = c["layers"][std::size_t(l)];
     auto& layer = net.layer(l);
@@ -153,7 +159,7 @@ void run_network_case(const nlohmann::json& c) {
     CHECK(rel("dW", layer.weight_gradient(), test::to_matrix(lj["dW"])) < 1e-10);
     CHECK(rel("db", layer.bias_gradient(), vec(lj["db"])) < 1e-10);
     CHECK(rel("d_beta", layer.beta_gradient(), vec(lj["d_beta"])) < 1e-10);
-    CHECK(rel("d_threshold", layer.threshold_gradient(), vec(lj["d_threshold"])) < 1e-10);
+    if (lj.contains("d_threshold")) CHECK(rel("d_threshold", layer.threshold_gradient(), vec(lj["d_threshold"])) < 1e-10);
     if (lj.contains("alpha")) CHECK(rel("d_alpha", layer.alpha_gradient(), vec(lj["d_alpha"])) < 1e-10);
   }
 }
@@ -175,7 +181,8 @@ TEST_CASE("Leaky and Synaptic neurons equal snnTorch's for every reset and surro
   print_worst("snnTorch neuron cases, worst relative error");
 }
 
-TEST_CASE("Networks of LIF layers equal snnTorch's: readout, loss and every gradient", "[lif]") {
+TEST_CASE("Networks of LIF layers equal snnTorch's: readout (spike count or rate, or an li layer's membrane by max "
+          "or mean or last) and loss and every gradient", "[lif]") {
   int n = 0;
   for (const auto& c : cases()["cases"]) {
     if (c["kind"] != "network") continue;
@@ -184,13 +191,13 @@ TEST_CASE("Networks of LIF layers equal snnTorch's: readout, loss and every grad
     for (std::size_t chunk : {std::size_t(0), std::size_t(256)}) {  // one chunk of all steps, and chunks of 4
       test::EngineChunkBytes bytes(chunk);
       const std::string loss = c["loss_name"];
-      if (loss == "ce") run_network_case<MulticlassClassification>(c);
+      if (loss == "ce" || loss == "ce_max" || loss == "ce_membrane") run_network_case<MulticlassClassification>(c);
       else if (loss == "bce") run_network_case<BinaryClassification>(c);
       else run_network_case<Regression>(c);
     }
     ++n;
   }
-  CHECK(n == 6);
+  CHECK(n == 10);
   print_worst("snnTorch network cases, worst relative error");
 }
 
@@ -417,4 +424,68 @@ TEST_CASE("a network of one layer (hidden {0}): LIF and graded, trained, saved a
   }
   CHECK(test::error_of([] { SpikingNetwork<BinaryClassification>({.inputs = 2, .hidden = {0, 3}}); })
             .find("hidden layer 1 must have >= 1 neuron") != std::string::npos);
+}
+
+TEST_CASE("max and last reduce a membrane: they need an li output layer, and say so", "[lif]") {
+  const std::string e = test::error_of([] {
+    SpikingNetwork<MulticlassClassification>({.inputs = 2, .outputs = 3, .readout = Readout::max});
+  });
+  CHECK(e.find("readout 'max' reduces a membrane: the output layer must be li") != std::string::npos);
+  SpikingNetwork<MulticlassClassification> net({.inputs = 2, .outputs = 3, .readout = Readout::last,
+                                                .neuron = NeuronOptions::leaky(),
+                                                .output_neuron = NeuronOptions::li()});
+  net.layer(1).set_neuron(NeuronOptions::leaky());  // no longer an li layer: predict refuses
+  CHECK(test::error_of([&] { net.predict(Eigen::MatrixXd::Zero(2, 2)); }).find("must be li") != std::string::npos);
+  NeuronOptions li = NeuronOptions::li();
+  li.reset = Reset::subtract;
+  CHECK(test::error_of([&] { li.validate("x"); }).find("reset must be none") != std::string::npos);
+}
+
+TEST_CASE("recomputing segments in backward gives bit-identical gradients and models", "[lif]") {
+  Eigen::VectorXd y;
+  const Eigen::MatrixXd X = iris_scaled(&y);
+  test::EngineChunkBytes bytes(2048);  // chunks of 4 steps: 13 chunks, segments of 4 chunks
+  auto make = [](NeuronOptions out, Readout r) {
+    NeuronOptions syn = NeuronOptions::synaptic(0.7, 0.85);
+    syn.learn_alpha = syn.learn_decay = syn.learn_threshold = true;
+    SpikingNetwork<MulticlassClassification> net({.inputs = 4, .outputs = 3, .hidden = {9, 7}, .time_steps = 50,
+                                                  .begin_eval = 3, .readout = r, .encoder = Encoding::rate,
+                                                  .neuron = NeuronOptions::leaky(0.8), .output_neuron = out, .seed = 8});
+    net.layer(1).set_neuron(syn);
+    return net;
+  };
+  NeuronOptions li = NeuronOptions::li(0.9);
+  li.learn_decay = true;
+  NeuronOptions lk = NeuronOptions::leaky(0.75, 0.6, Reset::zero);
+  lk.learn_threshold = true;
+  for (const auto& [out, r] : {std::pair{li, Readout::max}, std::pair{li, Readout::last}, std::pair{lk, Readout::sum}}) {
+    INFO("output " << to_string(out.model) << ", readout " << to_string(r));
+    auto keep = make(out, r), again = make(out, r);
+    keep.set_recompute(decltype(keep)::Recompute::never);
+    again.set_recompute(decltype(again)::Recompute::always);
+    CHECK(keep.recompute_segment_steps(40) == 0);
+    CHECK(again.recompute_segment_steps(40) == 16);  // round(sqrt(13)) = 4 chunks of 4 steps
+    CHECK(again.workspace_bytes(40) < keep.workspace_bytes(40));
+    const Eigen::MatrixXd Xb = X.topRows(40);
+    const Eigen::VectorXd yb = y.head(40);
+    CHECK(keep.compute_gradients(Xb, yb) == again.compute_gradients(Xb, yb));
+    for (Index l = 0; l < 3; ++l) {
+      CHECK(keep.layer(l).weight_gradient() == again.layer(l).weight_gradient());
+      CHECK(keep.layer(l).bias_gradient() == again.layer(l).bias_gradient());
+      CHECK(keep.layer(l).beta_gradient() == again.layer(l).beta_gradient());
+      CHECK(keep.layer(l).threshold_gradient() == again.layer(l).threshold_gradient());
+      CHECK(keep.layer(l).alpha_gradient() == again.layer(l).alpha_gradient());
+      CHECK(keep.activity(l) == again.activity(l));
+    }
+    CHECK(keep.layer(1).alpha_gradient().cwiseAbs().maxCoeff() > 0);
+    Adam a1({.learning_rate = 1e-2}), a2({.learning_rate = 1e-2});
+    keep.fit(X, y, a1, {.epochs = 2, .batch_size = 32});
+    again.fit(X, y, a2, {.epochs = 2, .batch_size = 32});
+    for (Index l = 0; l < 3; ++l) CHECK(keep.layer(l).weights() == again.layer(l).weights());
+  }
+  // a graded layer reads the step before: such networks keep every step
+  SpikingNetwork<MulticlassClassification> mixed({.inputs = 4, .outputs = 3, .hidden = {5}, .time_steps = 50,
+                                                  .neuron = NeuronOptions{}, .output_neuron = NeuronOptions::leaky()});
+  mixed.set_recompute(decltype(mixed)::Recompute::always);
+  CHECK(mixed.recompute_segment_steps(40) == 0);
 }

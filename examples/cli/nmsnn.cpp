@@ -5,7 +5,8 @@
 //         [--hidden 100[,50]] [--time-steps 64] [--begin-eval 0] [--encoder rate|direct|bernoulli]
 //         [--neuron graded|leaky|synaptic] [--reset scale|subtract|zero|none]
 //         [--surrogate atan|fast_sigmoid|sigmoid|straight_through] [--slope K] [--decay B] [--alpha A]
-//         [--threshold T] [--learn-decay] [--learn-alpha] [--learn-threshold] [--readout sum|mean] [--epochs N] [--batch-size B] [--optimizer adam|sgd] [--lr X]
+//         [--threshold T] [--learn-decay] [--learn-alpha] [--learn-threshold] [--readout sum|mean|max|last]
+//         [--output-neuron li] [--epochs N] [--batch-size B] [--optimizer adam|sgd] [--lr X]
 //         [--test-size 0.25] [--scale standard|minmax|none] [--seed S] [--threads N]
 //         [--out MODEL] [--report REPORT.html] [--force] [--memory-limit SIZE] [--json]
 //   nmsnn evaluate MODEL DATA.csv --target COL [--json] [--report REPORT.html] [--force]
@@ -205,7 +206,7 @@ std::vector<Index> parse_hidden(const std::string& s) {
 
 struct FitArgs {
   std::string data, target, task = "auto", model = "snn", hidden, encoder = "rate", reset, optimizer = "adam",
-                            scale = "standard", out, report, neuron = "graded", surrogate, readout;
+                            scale = "standard", out, report, neuron = "graded", surrogate, readout, output_neuron;
   std::optional<double> decay, alpha, threshold, slope;
   bool learn_decay = false, learn_alpha = false, learn_threshold = false;
   Index time_steps = 0, begin_eval = 0, epochs = 20, batch_size = 64;
@@ -288,9 +289,9 @@ int fit_with(const FitArgs& a, const nmsnn::Dataset& d, const Classes* classes, 
       if (!a.readout.empty()) o.readout = nmsnn::parse_readout(a.readout);
       nmsnn::NeuronOptions& nr = o.neuron;
       nr.model = nmsnn::parse_neuron_model(a.neuron);
-      nr.reset = nr.binary() ? nmsnn::Reset::subtract : nmsnn::Reset::scale;  // each model's default
+      nr.reset = nr.lif_family() ? nmsnn::Reset::subtract : nmsnn::Reset::scale;  // each model's default
       if (!a.reset.empty()) nr.reset = nmsnn::parse_reset(a.reset);
-      if (!nr.binary() && (!a.surrogate.empty() || a.slope || a.alpha))
+      if (!nr.lif_family() && (!a.surrogate.empty() || a.slope || a.alpha))
         throw UsageError("--surrogate, --slope and --alpha apply to --neuron leaky or synaptic, not to graded neurons");
       if (nr.model != nmsnn::NeuronModel::synaptic && (a.alpha || a.learn_alpha))
         throw UsageError("--alpha and --learn-alpha apply to --neuron synaptic (the synaptic current's decay)");
@@ -302,13 +303,15 @@ int fit_with(const FitArgs& a, const nmsnn::Dataset& d, const Classes* classes, 
       nr.learn_decay = a.learn_decay, nr.learn_alpha = a.learn_alpha, nr.learn_threshold = a.learn_threshold;
       try {
         nr.validate("--neuron " + a.neuron);
+        if (a.output_neuron == "li") o.output_neuron = nmsnn::NeuronOptions::li(nr.decay);
+        else if (!a.output_neuron.empty()) throw UsageError("--output-neuron: only li is an output layer of its own");
+        return Net(o);
       } catch (const nmsnn::Error& e) {
         throw UsageError(e.what());
       }
-      return Net(o);
     } else {
       if (a.neuron != "graded" || !a.reset.empty() || a.decay || a.alpha || a.threshold || a.slope || a.learn_decay ||
-          a.learn_alpha || a.learn_threshold || !a.readout.empty())
+          a.learn_alpha || a.learn_threshold || !a.readout.empty() || !a.output_neuron.empty())
         throw UsageError("neuron and readout settings apply to spiking models (--model snn), not to --model mlp");
       return Net({.inputs = d.features(), .outputs = outputs, .hidden = hidden, .seed = a.seed});
     }
@@ -583,8 +586,12 @@ int main(int argc, char** argv) {
   fit->add_flag("--learn-decay", fa.learn_decay, "Train each LIF neuron's beta");
   fit->add_flag("--learn-alpha", fa.learn_alpha, "Train each synaptic neuron's alpha");
   fit->add_flag("--learn-threshold", fa.learn_threshold, "Train each LIF neuron's threshold");
-  fit->add_option("--readout", fa.readout, "Reduction over steps: sum or mean (a LIF output layer: spike count or rate)")
-      ->check(CLI::IsMember({"sum", "mean"}));
+  fit->add_option("--readout", fa.readout,
+                  "Reduction over steps: sum or mean (a spiking output layer: spike count or rate); "
+                  "max or last (with --output-neuron li: its membrane)")
+      ->check(CLI::IsMember({"sum", "mean", "max", "last"}));
+  fit->add_option("--output-neuron", fa.output_neuron, "li: a non-spiking leaky-integrator output layer (membrane readout)")
+      ->check(CLI::IsMember({"li"}));
   fit->add_option("--epochs", fa.epochs, "Training epochs (default 20)")->check(CLI::Range(Index(0), Index(1000000)));
   fit->add_option("--batch-size", fa.batch_size, "Mini-batch size (default 64)")->check(CLI::Range(Index(1), Index(1) << 40));
   fit->add_option("--optimizer", fa.optimizer, "adam or sgd (momentum 0.9)")->check(CLI::IsMember({"adam", "sgd"}));

@@ -28,6 +28,14 @@ case $case in
     grep -q 'synaptic, beta 0.9' r.html || fail "the report does not describe the synaptic neuron"
     grep -q 'learnt: alpha' r.html || fail "the report does not say alpha is learnt"
     grep -q '"readout": "mean"' <("$nmsnn" inspect m.safetensors) || fail "the readout was not saved" ;;
+  li_membrane_readout)
+    "$nmsnn" fit v.csv --target target --neuron leaky --output-neuron li --readout max --time-steps 10 --epochs 3 \
+      --out m.safetensors > /dev/null || fail "fit failed"
+    "$nmsnn" inspect m.safetensors > insp.txt || fail "inspect failed"
+    grep -q '"neuron": "li"' insp.txt || fail "inspect does not show the li output layer"
+    grep -q '"readout": "max"' insp.txt || fail "inspect does not show the max readout"
+    "$nmsnn" predict m.safetensors v.csv --out p.csv 2>/dev/null || fail "predict failed"
+    want="reduces a membrane: the output layer must be li"; expect_error fit v.csv "${fit_quick[@]}" --readout last ;;
   neuron_flag_errors)
     want="reset 'scale' is the graded neuron's"; expect_error fit v.csv "${fit_quick[@]}" --neuron leaky --reset scale
     want="the graded neuron resets by scale or subtract"; expect_error fit v.csv "${fit_quick[@]}" --reset zero

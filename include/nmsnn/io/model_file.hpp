@@ -448,7 +448,7 @@ inline ModelSpec check_description(const SafetensorsFile& f, const std::string& 
       n.threshold = layer.number("threshold", 0, 1e6);
       if (!(n.threshold > 0)) layer.fail("threshold", "must be > 0");
       n.reset = layer.choice<Reset>("reset", parse_reset);
-      if (n.binary()) {
+      if (n.lif_family()) {
         n.surrogate = layer.choice<Surrogate>("surrogate", parse_surrogate);
         n.slope = layer.number("slope", 0, 1e6);
         n.learn_decay = layer.boolean("learn_decay");
@@ -470,13 +470,16 @@ inline ModelSpec check_description(const SafetensorsFile& f, const std::string& 
       const std::string p = "layers." + std::to_string(l);
       expect(p + ".weight", dt, {widths[l], in});
       expect(p + ".bias", dt, {widths[l]});
-      if (n.binary()) {  // the per-neuron constants in use (trained or not)
+      if (n.lif_family()) {  // the per-neuron constants in use (trained or not)
         expect(p + ".beta", dt, {widths[l]});
         expect(p + ".threshold", dt, {widths[l]});
         if (n.model == NeuronModel::synaptic) expect(p + ".alpha", dt, {widths[l]});
       }
       in = widths[l];
     }
+    if ((s.readout == Readout::max || s.readout == Readout::last) && s.neurons.back().model != NeuronModel::li)
+      r.fail("readout", "is '" + std::string(to_string(s.readout)) + "': it reduces a membrane, and the output layer is " +
+                            std::string(to_string(s.neurons.back().model)) + ", not li");
   } else {
     s.batch_norm = r.boolean("batch_norm");
     s.dropout = r.number("dropout", 0, 1, true);
@@ -683,7 +686,7 @@ void save_model(const std::string& path, const SpikingNetwork<Task, Scalar>& net
     const std::string p = "layers." + std::to_string(l);
     tensors.push_back(detail::tensor_row_major(p + ".weight", layer.weights(), false));
     tensors.push_back(detail::tensor_row_major(p + ".bias", layer.bias(), true));
-    if (nr.binary()) {
+    if (nr.lif_family()) {
       d.update({{"surrogate", to_string(nr.surrogate)}, {"slope", nr.slope}, {"learn_decay", nr.learn_decay},
                 {"learn_threshold", nr.learn_threshold}});
       if (nr.model == NeuronModel::synaptic) d.update({{"alpha", nr.alpha}, {"learn_alpha", nr.learn_alpha}});
@@ -763,6 +766,8 @@ Net load_model(const std::string& path, ModelExtras* extras = nullptr) {
         o.readout = s.readout;
         o.encoder = s.encoder;
         o.seed = s.seed;
+        o.neuron = s.neurons.front();
+        o.output_neuron = s.neurons.back();  // (the readout may need it: max and last need li)
         Net net(o);
         for (Index l = 0; l < net.num_layers(); ++l) {
           net.layer(l).set_neuron(s.neurons[std::size_t(l)]);
@@ -771,7 +776,7 @@ Net load_model(const std::string& path, ModelExtras* extras = nullptr) {
           net.layer(l).set_bias(detail::tensor_matrix<Scalar>(f, p + ".bias", net.layer(l).outputs(), 1, path));
           const auto& nr = net.layer(l).neuron();
           const Index n = net.layer(l).outputs();
-          if (nr.binary()) {
+          if (nr.lif_family()) {
             net.layer(l).set_beta(detail::tensor_matrix<Scalar>(f, p + ".beta", n, 1, path));
             net.layer(l).set_thresholds(detail::tensor_matrix<Scalar>(f, p + ".threshold", n, 1, path));
             if (nr.model == NeuronModel::synaptic)

@@ -272,15 +272,18 @@ class SpikingLayer {
   }
 
   /// LIF forward over one chunk (see neuron::ForwardChunk): A holds W s_t without the bias on
-  /// entry, the spikes on exit; M (and J, when given) get the states of every step.
+  /// entry, the outputs (spikes; an li layer's membranes) on exit; M (and J, when given) get the
+  /// states of every step. With arg, R keeps the largest output of steps r_lo .. r_hi (a max
+  /// readout) and arg its step (t0 + the chunk's step).
   void lif_scan_forward(Scalar* A, Scalar* M, Scalar* J, Index steps, Index B, Scalar* m_state, Scalar* j_state,
-                        Scalar* R = nullptr, Index r_lo = 0, Index r_hi = -1) const {
+                        Scalar* R = nullptr, Index r_lo = 0, Index r_hi = -1, Index* arg = nullptr,
+                        Index t0 = 0) const {
     const auto k = clamped_decays();
     const neuron::ForwardChunk<Scalar> c{.n = outputs(), .B = B, .steps = steps, .beta = k.beta.data(),
                                          .alpha = k.alpha.data(), .theta = theta_.data(),
                                          .slope = Scalar(neuron_.surrogate_slope()), .bias = bias_.data(), .A = A, .M = M,
                                          .J = J, .m_state = m_state, .j_state = j_state, .R = R, .r_lo = r_lo,
-                                         .r_hi = r_hi};
+                                         .r_hi = r_hi, .arg = arg, .t0 = t0};
     neuron::dispatch(neuron_.model, neuron_.reset, neuron_.surrogate,
                      [&]<NeuronModel N, Reset Rs, Surrogate>() { neuron::forward_chunk<N, Rs>(c); });
   }
@@ -330,7 +333,7 @@ class SpikingLayer {
 
   void reset_neuron_values() {
     const Index n = outputs();
-    const bool lif = neuron_.binary();
+    const bool lif = neuron_.lif_family();
     beta_ = lif ? Vector<Scalar>::Constant(n, Scalar(neuron_.decay)) : Vector<Scalar>();
     alpha_ = neuron_.model == NeuronModel::synaptic ? Vector<Scalar>::Constant(n, Scalar(neuron_.alpha)) : Vector<Scalar>();
     theta_ = lif ? Vector<Scalar>::Constant(n, Scalar(neuron_.threshold)) : Vector<Scalar>();
@@ -340,7 +343,7 @@ class SpikingLayer {
   }
   template <class Derived>
   void set_values(Vector<Scalar>& dst, const Eigen::MatrixBase<Derived>& v, const char* what) {
-    if (!neuron_.binary() || dst.size() == 0)
+    if (!neuron_.lif_family() || dst.size() == 0)
       detail::raise<ValueError>("SpikingLayer::", what, ": the layer's ", to_string(neuron_.model),
                                 " neurons have no such per-neuron value");
     if (v.size() != outputs())

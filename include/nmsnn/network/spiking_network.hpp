@@ -45,6 +45,8 @@ struct SpikingOptions {
   std::optional<Readout> readout = {};
   Encoding encoder = Encoding::rate;
   NeuronOptions neuron = {};           ///< for every layer; change one with layer(i).set_neuron
+  /// The output layer's neurons, when not `neuron` (NeuronOptions::li() for a membrane readout)
+  std::optional<NeuronOptions> output_neuron = {};
   std::uint64_t seed = 0;              ///< initial weights, input masks and shuffles
 };
 
@@ -75,7 +77,7 @@ class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, Sca
   Index num_layers() const { return Index(layers_.size()); }
   /// Whether every layer is of pynmsnn's graded neuron (the engines' fused and device paths).
   bool graded_only() const {
-    return std::none_of(layers_.begin(), layers_.end(), [](const Layer& l) { return l.neuron().binary(); });
+    return std::none_of(layers_.begin(), layers_.end(), [](const Layer& l) { return l.neuron().lif_family(); });
   }
   Layer& layer(Index i) { return layers_.at(std::size_t(i)); }
   const Layer& layer(Index i) const { return layers_.at(std::size_t(i)); }
@@ -104,6 +106,10 @@ class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, Sca
   /// Fraction of layer l's outputs o_t that were > 0 (spikes) in the last forward_train()
   /// (before backward_batch, which overwrites them with gradients).
   double activity(Index l) const {
+    if (!ws_.active.empty()) {  // (the mixed engine counts as it goes: it may not keep every step)
+      const double n = double(layer(l).outputs() * time_steps()) * double(ws_.batch);
+      return n > 0 ? double(ws_.active.at(std::size_t(l))) / n : 0.0;
+    }
     // (layer 1's outputs may have rows after its neurons': see layer1_rows)
     const auto O = ws_.outputs.at(std::size_t(l)).topRows(layer(l).outputs());
     return O.size() ? double((O.array() > Scalar(0)).count()) / double(O.size()) : 0.0;
@@ -125,6 +131,18 @@ class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, Sca
     engine_ = std::move(engine);
   }
   const std::shared_ptr<ExternalEngine<SpikingNetwork>>& engine() const { return engine_; }
+  /// Whether a training step of a network of LIF-family layers keeps every step's outputs and
+  /// membranes for backward, or only the states at the start of each segment of steps, from
+  /// which backward recomputes a segment's forward before it runs back through it (bit for bit
+  /// the same gradients; about one more forward pass of time; memory that does not grow with T
+  /// beyond n x B per segment). automatic recomputes when the kept steps would take more than
+  /// recompute_threshold_bytes; networks with graded layers always keep every step.
+  enum class Recompute { automatic, always, never };
+  void set_recompute(Recompute r) { recompute_ = r; }
+  Recompute recompute() const { return recompute_; }
+  static constexpr std::size_t recompute_threshold_bytes = std::size_t(64) << 20;
+  /// Steps per recomputed segment for a training batch of this size (0: every step is kept).
+  Index recompute_segment_steps(Index batch) const;
 
  private:
   SpikingOptions options_;
@@ -149,7 +167,26 @@ class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, Sca
     EncodedFor encoded_for;
     std::vector<Matrix<Scalar>> membranes;  // LIF layers: M_t (n_l x T*B); empty for graded ones
     std::vector<Matrix<Scalar>> synaptic;   // Synaptic layers learning α: J_t (n_l x T*B)
+    std::vector<Index> readout_step;        // a max readout: the step of each output's maximum
+    // Mixed engine: outputs > 0 per layer in the last forward (activity), its batch, and, when
+    // it recomputes, the layers' states at the start of each segment (V then J, n_l x B).
+    std::vector<Index> active;
+    Index batch = 0, segment = 0;
+    std::vector<std::vector<Matrix<Scalar>>> checkpoints;
   };
+  // The running states of the mixed engine's layers: membrane (or graded state), synaptic
+  // current, graded bias tile.
+  struct MixedState {
+    std::vector<Matrix<Scalar>> V, JS, BT;
+  };
+  // Forward chunks of steps [t_begin, t_end) of the mixed engine; ws's buffers hold steps from
+  // base on. R (and arg, a max readout's steps) when the readout is made; counts activity then.
+  void forward_mixed_steps(const Matrix<Scalar>& Xb, const std::uint32_t* ids, DrawKey key, Workspace& ws,
+                           MixedState& st, Index base, Index t_begin, Index t_end, Scalar* R, Index* arg) const;
+  Recompute recompute_ = Recompute::automatic;
+  // Throws ValueError when the readout cannot reduce what the last layer emits (max and last
+  // reduce a membrane: an li output layer).
+  void check_readout() const;
   Workspace ws_;
   std::shared_ptr<ExternalEngine<SpikingNetwork>> engine_;
   void run_forward(const Matrix<Scalar>& Xb, const std::uint32_t* ids, DrawKey key,
@@ -162,7 +199,7 @@ class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, Sca
                       const Matrix<Scalar>& readout_grad);
   // Steps by which layer l's output lags its input: 1 for the graded neuron (it emits
   // (v_{t-1}, o_{t-1}) at step t), 0 for the LIF family.
-  Index emit_delay(Index l) const { return layers_[std::size_t(l)].neuron().binary() ? 0 : 1; }
+  Index emit_delay(Index l) const { return layers_[std::size_t(l)].neuron().lif_family() ? 0 : 1; }
   Index widest_hidden() const;  // widest layer below the last (0 with one layer)
   // Rows of layer 1's outputs where its forward and backward are fused kernels below a thin
   // layer 2: its neurons rounded up to whole vectors of the kernels (see run_forward).

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "nmsnn/network/spiking_network.hpp"
@@ -37,11 +38,22 @@ SpikingNetwork<Task, S>::SpikingNetwork(const SpikingOptions& o) : options_(o) {
   Index in = o.inputs;
   CounterRng rng(o.seed, RandomDomain::init);
   hidden.push_back(outputs);
-  for (Index width : hidden) {
-    layers_.emplace_back(in, width, o.neuron);
+  if (o.output_neuron) o.output_neuron->validate("SpikingNetwork: output_neuron");
+  for (std::size_t i = 0; i < hidden.size(); ++i) {
+    const bool last = i + 1 == hidden.size();
+    layers_.emplace_back(in, hidden[i], last && o.output_neuron ? *o.output_neuron : o.neuron);
     layers_.back().initialize(rng);
-    in = width;
+    in = hidden[i];
   }
+  check_readout();
+}
+
+template <TaskType Task, FloatingScalar S>
+void SpikingNetwork<Task, S>::check_readout() const {
+  const Readout r = reducer_.kind();
+  if ((r == Readout::max || r == Readout::last) && layers_.back().neuron().model != NeuronModel::li)
+    detail::raise<ValueError>("SpikingNetwork: readout '", to_string(r), "' reduces a membrane: the output layer must be li "
+                              "(output_neuron = NeuronOptions::li()), not ", to_string(layers_.back().neuron().model));
 }
 
 template <TaskType Task, FloatingScalar S>
@@ -137,16 +149,21 @@ std::size_t SpikingNetwork<Task, S>::workspace_bytes(Index batch) const {
   // Saturating arithmetic: an absurd size (time_steps 2^62) gives SIZE_MAX, never a wrapped
   // small number that the guard would let through.
   using detail::sat_add, detail::sat_mul, detail::sat_prod, detail::to_size;
-  const std::size_t B = to_size(batch), TB = sat_mul(to_size(time_steps()), B);
+  const std::size_t B = to_size(batch);
+  // (recomputing, the buffers hold one segment of steps, and the states at each segment's start
+  // are kept: two n x B per layer and segment)
+  const Index seg = recompute_segment_steps(batch);
+  const std::size_t TB = sat_mul(to_size(seg > 0 ? seg : time_steps()), B);
+  const std::size_t segments = seg > 0 ? to_size((time_steps() + seg - 1) / seg) : 0;
   const std::size_t chunk = sat_mul(to_size(time_chunk_steps(batch)), B);
-  const std::size_t per_row = sat_add(TB, sat_mul(2, B));
+  const std::size_t per_row = sat_add(sat_add(TB, sat_mul(2, B)), sat_mul(segments, sat_mul(2, B)));
   std::size_t scalars = sat_add(sat_mul(to_size(outputs()), B), sat_mul(to_size(widest_hidden()), chunk));
   for (const auto& l : layers_) {
     scalars = sat_add(scalars, sat_mul(to_size(l.outputs()), per_row));
     // a LIF layer's membranes (and a synaptic one's currents, when it learns α) for every step,
     // its other state and the backward sums
     const auto& nr = l.neuron();
-    if (nr.binary())
+    if (nr.lif_family())
       scalars = sat_add(scalars, sat_mul(to_size(l.outputs()), sat_add(sat_mul(nr.learn_alpha ? 2 : 1, TB), sat_mul(6, B))));
   }
   scalars = sat_add(scalars, sat_mul(to_size(layer1_rows() - layers_[0].outputs()), per_row));  // padding rows, if any
@@ -166,12 +183,14 @@ std::size_t SpikingNetwork<Task, S>::workspace_bytes(Index batch) const {
 template <TaskType Task, FloatingScalar S>
 void SpikingNetwork<Task, S>::run_forward(const Matrix<S>& Xb, const std::uint32_t* ids, DrawKey key,
                                           Workspace& ws, Matrix<S>& R) const {
+  check_readout();
   if (!graded_only()) {
     run_forward_mixed(Xb, ids, key, ws, R);
     return;
   }
   const Index T = time_steps(), B = Xb.cols(), TB = T * B, L = num_layers(), F = inputs();
   ws.outputs.resize(std::size_t(L));
+  ws.active.clear();  // (activity() reads the kept outputs)
   R.setZero(outputs(), B);
   const bool dense_input = !encoder_.constant_in_time() && !use_sparse_input(Xb);
   // Layer 1 with few inputs: currents and scan in one pass (detail::forward_product_scan),
@@ -444,41 +463,48 @@ void SpikingNetwork<Task, S>::backward_batch(const Matrix<S>& Xb, const std::uin
 // currents by one product from what the layer below emitted (at step t - d, d its emit_delay;
 // steps before d get the bias alone), then the layer's scan: the graded one's (MODEL.md "One
 // spiking layer"), or the LIF neuron's, which keeps M_t (and J_t when learning α) for
-// backward and writes the spikes S_t, the next layer's input. The readout reduces what the last
-// layer emits over steps begin_eval .. T-1: the graded layer's state v, or a LIF layer's spikes
-// (a spike count; divided by T - e for the mean, a rate).
+// backward and writes its outputs (spikes; an li layer's membrane), the next layer's input. The
+// readout reduces what the last layer emits over steps begin_eval .. T-1: the graded layer's
+// state v, a spiking layer's spikes (a count; divided by T - e for the mean, a rate), an li
+// layer's membrane (sum, mean, max, or the last step's).
+//
+// When it recomputes (recompute_segment_steps > 0: LIF-family layers only, all emitting at
+// their own step), the buffers hold one segment of steps: forward keeps the layers' states at
+// each segment's start, and backward runs each segment's forward again from them (the same
+// products on the same chunks, so the same bits) before running back through it.
 template <TaskType Task, FloatingScalar S>
-void SpikingNetwork<Task, S>::run_forward_mixed(const Matrix<S>& Xb, const std::uint32_t* ids, DrawKey key,
-                                                Workspace& ws, Matrix<S>& R) const {
-  const Index T = time_steps(), B = Xb.cols(), TB = T * B, L = num_layers(), F = inputs();
-  const Index c = time_chunk_steps(B), e = begin_eval();
-  const auto Ls = std::size_t(L);
-  ws.outputs.resize(Ls), ws.membranes.resize(Ls), ws.synaptic.resize(Ls);
-  R.setZero(outputs(), B);
-  std::vector<Matrix<S>> V(Ls), JS(Ls), BT(Ls);
-  for (std::size_t l = 0; l < Ls; ++l) {
-    const Layer& layer = layers_[l];
-    const Index n = layer.outputs();
-    const auto& nr = layer.neuron();
-    ws.outputs[l].resize(n, TB);
-    ws.membranes[l].resize(nr.binary() ? n : 0, nr.binary() ? TB : 0);
-    const bool keep_j = nr.model == NeuronModel::synaptic && nr.learn_alpha;
-    ws.synaptic[l].resize(keep_j ? n : 0, keep_j ? TB : 0);
-    V[l].setZero(n, B);
-    if (nr.model == NeuronModel::synaptic) JS[l].setZero(n, B);
-    if (!nr.binary()) {
-      BT[l].resize(n, B);
-      detail::fill_columns(detail::map(BT[l].data(), n, B), layer.bias().data());
-    }
+Index SpikingNetwork<Task, S>::recompute_segment_steps(Index batch) const {
+  if (recompute_ == Recompute::never) return 0;
+  for (const auto& l : layers_)
+    if (!l.neuron().lif_family()) return 0;  // (a graded layer reads the step before: across segments)
+  const Index T = time_steps(), c = time_chunk_steps(batch);
+  if (recompute_ == Recompute::automatic) {
+    std::size_t kept = 0;  // outputs and membranes (and currents) of every step
+    for (const auto& l : layers_)
+      kept = detail::sat_add(kept, detail::sat_mul(detail::to_size(l.outputs()) * (l.neuron().learn_alpha ? 3 : 2),
+                                                   detail::sat_mul(detail::to_size(T), detail::to_size(batch))));
+    if (detail::sat_mul(kept, sizeof(S)) <= recompute_threshold_bytes) return 0;
   }
-  ws.encoded.resize(F, c * B);
-  ws.encoded_for = {};
-  for (Index t0 = 0; t0 < T; t0 += c) {
-    const Index steps = std::min(c, T - t0), t1 = t0 + steps;
+  // About sqrt(number of chunks) chunks per segment: the kept states (one per segment) and a
+  // segment's buffers then grow alike, as the square root of T.
+  const Index chunks = (T + c - 1) / c;
+  const Index per = std::max<Index>(1, Index(std::lround(std::sqrt(double(chunks)))));
+  return std::min(T, per * c);
+}
+
+template <TaskType Task, FloatingScalar S>
+void SpikingNetwork<Task, S>::forward_mixed_steps(const Matrix<S>& Xb, const std::uint32_t* ids, DrawKey key,
+                                                  Workspace& ws, MixedState& st, Index base, Index t_begin, Index t_end,
+                                                  S* R, Index* arg) const {
+  const Index T = time_steps(), B = Xb.cols(), L = num_layers(), F = inputs();
+  const Index c = time_chunk_steps(B), e = begin_eval();
+  const Index r_first = reducer_.kind() == Readout::last ? T - 1 : e;
+  for (Index t0 = t_begin; t0 < t_end; t0 += c) {
+    const Index steps = std::min(c, t_end - t0), t1 = t0 + steps;
     for (Index l = 0; l < L; ++l) {
       const Layer& layer = layers_[std::size_t(l)];
       const Index n = layer.outputs(), in = layer.inputs();
-      S* a = ws.outputs[std::size_t(l)].data() + t0 * B * n;
+      S* a = ws.outputs[std::size_t(l)].data() + (t0 - base) * B * n;
       const auto W = detail::cmap(layer.weights().data(), n, in);
       if (l == 0) {
         auto E = detail::map(ws.encoded.data(), F, steps * B);
@@ -489,19 +515,71 @@ void SpikingNetwork<Task, S>::run_forward_mixed(const Matrix<S>& Xb, const std::
         if (s0 > t0) detail::set_zero(detail::map(a, n, (s0 - t0) * B));
         if (t1 > s0)
           detail::gemm_nn_set<S>(detail::map(a + (s0 - t0) * B * n, n, (t1 - s0) * B), W,
-                                 detail::cmap(ws.outputs[std::size_t(l - 1)].data() + (s0 - d) * B * in, in, (t1 - s0) * B));
+                                 detail::cmap(ws.outputs[std::size_t(l - 1)].data() + (s0 - d - base) * B * in, in,
+                                              (t1 - s0) * B));
       }
       const bool last = l == L - 1;
-      if (layer.neuron().binary()) {
-        S* J = ws.synaptic[std::size_t(l)].size() ? ws.synaptic[std::size_t(l)].data() + t0 * B * n : nullptr;
-        layer.lif_scan_forward(a, ws.membranes[std::size_t(l)].data() + t0 * B * n, J, steps, B, V[std::size_t(l)].data(),
-                               JS[std::size_t(l)].size() ? JS[std::size_t(l)].data() : nullptr,
-                               last ? R.data() : nullptr, e - t0, T - 1 - t0);
+      S* Rl = last ? R : nullptr;
+      if (layer.neuron().lif_family()) {
+        S* J = ws.synaptic[std::size_t(l)].size() ? ws.synaptic[std::size_t(l)].data() + (t0 - base) * B * n : nullptr;
+        layer.lif_scan_forward(a, ws.membranes[std::size_t(l)].data() + (t0 - base) * B * n, J, steps, B,
+                               st.V[std::size_t(l)].data(), st.JS[std::size_t(l)].size() ? st.JS[std::size_t(l)].data() : nullptr,
+                               Rl, r_first - t0, T - 1 - t0, Rl ? arg : nullptr, t0);
       } else {
-        layer.scan_forward(a, steps, B, last ? R.data() : nullptr, reducer_.first_state() - t0,
-                           reducer_.last_state() - t0, V[std::size_t(l)].data(), BT[std::size_t(l)].data());
+        layer.scan_forward(a, steps, B, Rl, reducer_.first_state() - t0, reducer_.last_state() - t0,
+                           st.V[std::size_t(l)].data(), st.BT[std::size_t(l)].data());
       }
+      if (R) ws.active[std::size_t(l)] += Index((detail::cmap(a, n, steps * B).array() > S(0)).count());
     }
+  }
+}
+
+template <TaskType Task, FloatingScalar S>
+void SpikingNetwork<Task, S>::run_forward_mixed(const Matrix<S>& Xb, const std::uint32_t* ids, DrawKey key,
+                                                Workspace& ws, Matrix<S>& R) const {
+  const Index T = time_steps(), B = Xb.cols(), L = num_layers(), F = inputs();
+  const Index c = time_chunk_steps(B), e = begin_eval();
+  const Index seg = recompute_segment_steps(B);
+  const Index kept = seg > 0 ? seg : T;  // steps the buffers hold
+  const auto Ls = std::size_t(L);
+  ws.outputs.resize(Ls), ws.membranes.resize(Ls), ws.synaptic.resize(Ls);
+  ws.active.assign(Ls, 0);
+  ws.batch = B, ws.segment = seg;
+  ws.checkpoints.clear();
+  R.setZero(outputs(), B);
+  MixedState st;
+  st.V.resize(Ls), st.JS.resize(Ls), st.BT.resize(Ls);
+  for (std::size_t l = 0; l < Ls; ++l) {
+    const Layer& layer = layers_[l];
+    const Index n = layer.outputs();
+    const auto& nr = layer.neuron();
+    ws.outputs[l].resize(n, kept * B);
+    ws.membranes[l].resize(nr.lif_family() ? n : 0, nr.lif_family() ? kept * B : 0);
+    const bool keep_j = nr.model == NeuronModel::synaptic && nr.learn_alpha;
+    ws.synaptic[l].resize(keep_j ? n : 0, keep_j ? kept * B : 0);
+    st.V[l].setZero(n, B);
+    if (nr.model == NeuronModel::synaptic) st.JS[l].setZero(n, B);
+    if (!nr.lif_family()) {
+      st.BT[l].resize(n, B);
+      detail::fill_columns(detail::map(st.BT[l].data(), n, B), layer.bias().data());
+    }
+  }
+  ws.encoded.resize(F, c * B);
+  ws.encoded_for = {};
+  // A max readout starts from the lowest value and keeps the step of each maximum for backward.
+  Index* arg = nullptr;
+  if (reducer_.kind() == Readout::max) {
+    R.setConstant(outputs(), B, std::numeric_limits<S>::lowest());
+    ws.readout_step.assign(std::size_t(outputs() * B), 0);
+    arg = ws.readout_step.data();
+  }
+  for (Index s0 = 0; s0 < T; s0 += kept) {
+    if (seg > 0) {  // the states the segment starts from
+      std::vector<Matrix<S>> cp;
+      for (std::size_t l = 0; l < Ls; ++l) cp.push_back(st.V[l]), cp.push_back(st.JS[l]);
+      ws.checkpoints.push_back(std::move(cp));
+    }
+    forward_mixed_steps(Xb, ids, key, ws, st, s0, s0, std::min(T, s0 + kept), R.data(), arg);
   }
   if (reducer_.kind() == Readout::mean) R /= S(T - e);
 }
@@ -510,14 +588,17 @@ void SpikingNetwork<Task, S>::run_forward_mixed(const Matrix<S>& Xb, const std::
 // kept outputs into dL/d(current); the layer above's weight gradient is taken before, from the
 // outputs still there, and the gradient it passes down is W^T times its dL/d(current) d steps
 // later (d the emit delay of the layer below). LIF layers sum their β, α and θ gradients per
-// neuron and sample (fixed partitions: the same sums whatever the thread count).
+// neuron and sample (fixed partitions: the same sums whatever the thread count). When the
+// forward recomputes, each segment (last first) is run forward again from its kept states.
 template <TaskType Task, FloatingScalar S>
 void SpikingNetwork<Task, S>::backward_mixed(const Matrix<S>& Xb, const std::uint32_t* ids, DrawKey key,
                                              const Matrix<S>& readout_grad) {
-  const Index T = time_steps(), B = Xb.cols(), TB = T * B, L = num_layers(), F = inputs();
+  const Index T = time_steps(), B = Xb.cols(), L = num_layers(), F = inputs();
   const Index c = time_chunk_steps(B), e = begin_eval();
   const auto Ls = std::size_t(L);
-  NMSNN_ASSERT(ws_.outputs.size() == Ls && ws_.outputs.back().cols() == TB && ws_.membranes.size() == Ls);
+  const Index seg = ws_.segment, kept = seg > 0 ? seg : T;
+  NMSNN_ASSERT(ws_.outputs.size() == Ls && ws_.outputs.back().cols() == kept * B && ws_.membranes.size() == Ls &&
+               ws_.batch == B);
   Matrix<S> gv = readout_grad;
   if (reducer_.kind() == Readout::mean) gv /= S(T - e);
   ws_.encoded.resize(F, c * B);
@@ -532,71 +613,92 @@ void SpikingNetwork<Task, S>::backward_mixed(const Matrix<S>& Xb, const std::uin
     const auto& nr = layer.neuron();
     sums[l].carry.setZero(n, B);
     sums[l].bias.setZero(n, B);
-    if (nr.binary()) {
+    if (nr.lif_family()) {
       sums[l].beta.setZero(n, B);
       sums[l].theta.setZero(n, B);
       if (nr.model == NeuronModel::synaptic) sums[l].carry_j.setZero(n, B), sums[l].alpha.setZero(n, B);
     }
     layer.mutable_weight_gradient().setZero(n, layer.inputs());
   }
-  for (Index t0 = (T - 1) / c * c; t0 >= 0; t0 -= c) {
-    const Index steps = std::min(c, T - t0), t1 = t0 + steps;
-    for (Index l = L - 1; l >= 0; --l) {
-      Layer& layer = layers_[std::size_t(l)];
-      Sums& sm = sums[std::size_t(l)];
-      const Index n = layer.outputs(), in = layer.inputs();
-      S* d = ws_.outputs[std::size_t(l)].data() + t0 * B * n;  // outputs before the scan, dL/d(current) after
-      const bool last = l == L - 1;
-      const S* GS = last ? nullptr : ws_.scratch.data();
-      if (layer.neuron().binary()) {
-        const S* M = ws_.membranes[std::size_t(l)].data();
-        const S* J = ws_.synaptic[std::size_t(l)].size() ? ws_.synaptic[std::size_t(l)].data() : nullptr;
-        neuron::BackwardChunk<S> bc;
-        bc.D = d;
-        bc.M = M + t0 * B * n;
-        bc.M_before = t0 > 0 ? M + (t0 - 1) * B * n : nullptr;
-        bc.J = J ? J + t0 * B * n : nullptr;
-        bc.J_before = J && t0 > 0 ? J + (t0 - 1) * B * n : nullptr;
-        bc.GS = GS;
-        if (last) bc.gv = gv.data(), bc.g_lo = e - t0, bc.g_hi = T - 1 - t0;
-        bc.dm = sm.carry.data();
-        bc.dj = sm.carry_j.size() ? sm.carry_j.data() : nullptr;
-        bc.bias_sum = sm.bias.data();
-        bc.beta_sum = sm.beta.data();
-        bc.alpha_sum = sm.alpha.size() ? sm.alpha.data() : nullptr;
-        bc.theta_sum = sm.theta.data();
-        layer.lif_scan_backward(bc, steps, B);
-      } else if (last) {
-        layer.scan_backward(d, nullptr, steps, B, sm.carry.data(), gv.data(), reducer_.first_state() - t0,
-                            reducer_.last_state() - t0, sm.bias.data());
-      } else {
-        layer.scan_backward(d, GS, steps, B, sm.carry.data(), nullptr, 0, -1, sm.bias.data());
-      }
-      auto& dW = layer.mutable_weight_gradient();
-      if (l > 0) {
-        const Index dd = emit_delay(l - 1), s0 = std::min(std::max(t0, dd), t1);
-        const S* below = ws_.outputs[std::size_t(l - 1)].data();  // still its outputs up to step t1 - 1
-        if (t1 > s0)
-          detail::gemm_nt_acc<S>(detail::map(dW.data(), n, in), detail::cmap(d + (s0 - t0) * B * n, n, (t1 - s0) * B),
-                                 detail::cmap(below + (s0 - dd) * B * in, in, (t1 - s0) * B));
-        // dL/d(output of layer l-1) at steps t0 .. t1-1: W^T dL/d(current) at step t + dd
-        const Index ng = std::max<Index>(0, std::min(t1, T - dd) - t0);
-        if (ng > 0)
-          detail::gemm_tn_thin<S>(detail::map(ws_.scratch.data(), in, ng * B), detail::cmap(layer.weights().data(), n, in),
-                                  detail::cmap(ws_.outputs[std::size_t(l)].data() + (t0 + dd) * B * n, n, ng * B));
-        if (ng < steps) detail::map(ws_.scratch.data() + ng * B * in, in, (steps - ng) * B).setZero();
-      } else {
-        auto E = detail::map(ws_.encoded.data(), F, steps * B);
-        encoder_.encode(Xb, ids, key, t0, steps, E);
-        detail::gemm_nt_acc<S>(detail::map(dW.data(), n, in), detail::cmap(d, n, steps * B),
-                               detail::cmap(ws_.encoded.data(), F, steps * B));
+  MixedState st;  // (recomputing: the states a segment starts from)
+  st.V.resize(Ls), st.JS.resize(Ls), st.BT.resize(Ls);
+  for (Index base = (T - 1) / kept * kept; base >= 0; base -= kept) {
+    const Index seg_end = std::min(T, base + kept);
+    if (seg > 0) {
+      const auto& cp = ws_.checkpoints.at(std::size_t(base / kept));
+      for (std::size_t l = 0; l < Ls; ++l) st.V[l] = cp[2 * l], st.JS[l] = cp[2 * l + 1];
+      forward_mixed_steps(Xb, ids, key, ws_, st, base, base, seg_end, nullptr, nullptr);
+    }
+    // the states of the step before the segment (its first step's M_{t-1}, J_{t-1})
+    const auto* before = seg > 0 ? &ws_.checkpoints.at(std::size_t(base / kept)) : nullptr;
+    for (Index t0 = base + (seg_end - 1 - base) / c * c; t0 >= base; t0 -= c) {
+      const Index steps = std::min(c, seg_end - t0), t1 = t0 + steps, o = t0 - base;
+      for (Index l = L - 1; l >= 0; --l) {
+        Layer& layer = layers_[std::size_t(l)];
+        Sums& sm = sums[std::size_t(l)];
+        const Index n = layer.outputs(), in = layer.inputs();
+        S* d = ws_.outputs[std::size_t(l)].data() + o * B * n;  // outputs before the scan, dL/d(current) after
+        const bool last = l == L - 1;
+        const S* GS = last ? nullptr : ws_.scratch.data();
+        if (layer.neuron().lif_family()) {
+          const S* M = ws_.membranes[std::size_t(l)].data();
+          const S* J = ws_.synaptic[std::size_t(l)].size() ? ws_.synaptic[std::size_t(l)].data() : nullptr;
+          neuron::BackwardChunk<S> bc;
+          bc.D = d;
+          bc.M = M + o * B * n;
+          bc.J = J ? J + o * B * n : nullptr;
+          if (o > 0) {
+            bc.M_before = M + (o - 1) * B * n;
+            bc.J_before = J ? J + (o - 1) * B * n : nullptr;
+          } else if (before && t0 > 0) {
+            bc.M_before = (*before)[2 * std::size_t(l)].data();
+            bc.J_before = J && (*before)[2 * std::size_t(l) + 1].size() ? (*before)[2 * std::size_t(l) + 1].data() : nullptr;
+          }
+          bc.GS = GS;
+          if (last) {
+            bc.gv = gv.data(), bc.g_lo = (reducer_.kind() == Readout::last ? T - 1 : e) - t0, bc.g_hi = T - 1 - t0;
+            if (reducer_.kind() == Readout::max) bc.arg = ws_.readout_step.data(), bc.t0 = t0;
+          }
+          bc.dm = sm.carry.data();
+          bc.dj = sm.carry_j.size() ? sm.carry_j.data() : nullptr;
+          bc.bias_sum = sm.bias.data();
+          bc.beta_sum = sm.beta.data();
+          bc.alpha_sum = sm.alpha.size() ? sm.alpha.data() : nullptr;
+          bc.theta_sum = sm.theta.data();
+          layer.lif_scan_backward(bc, steps, B);
+        } else if (last) {
+          layer.scan_backward(d, nullptr, steps, B, sm.carry.data(), gv.data(), reducer_.first_state() - t0,
+                              reducer_.last_state() - t0, sm.bias.data());
+        } else {
+          layer.scan_backward(d, GS, steps, B, sm.carry.data(), nullptr, 0, -1, sm.bias.data());
+        }
+        auto& dW = layer.mutable_weight_gradient();
+        if (l > 0) {
+          // (recomputing, every delay is 0: a chunk reads only its own steps)
+          const Index dd = emit_delay(l - 1), s0 = std::min(std::max(t0, dd), t1);
+          const S* below = ws_.outputs[std::size_t(l - 1)].data();  // still its outputs up to step t1 - 1
+          if (t1 > s0)
+            detail::gemm_nt_acc<S>(detail::map(dW.data(), n, in), detail::cmap(d + (s0 - t0) * B * n, n, (t1 - s0) * B),
+                                   detail::cmap(below + (s0 - dd - base) * B * in, in, (t1 - s0) * B));
+          // dL/d(output of layer l-1) at steps t0 .. t1-1: W^T dL/d(current) at step t + dd
+          const Index ng = std::max<Index>(0, std::min(t1, T - dd) - t0);
+          if (ng > 0)
+            detail::gemm_tn_thin<S>(detail::map(ws_.scratch.data(), in, ng * B), detail::cmap(layer.weights().data(), n, in),
+                                    detail::cmap(ws_.outputs[std::size_t(l)].data() + (o + dd) * B * n, n, ng * B));
+          if (ng < steps) detail::map(ws_.scratch.data() + ng * B * in, in, (steps - ng) * B).setZero();
+        } else {
+          auto E = detail::map(ws_.encoded.data(), F, steps * B);
+          encoder_.encode(Xb, ids, key, t0, steps, E);
+          detail::gemm_nt_acc<S>(detail::map(dW.data(), n, in), detail::cmap(d, n, steps * B),
+                                 detail::cmap(ws_.encoded.data(), F, steps * B));
+        }
       }
     }
   }
   for (std::size_t l = 0; l < Ls; ++l) {
     Layer& layer = layers_[l];
     layer.mutable_bias_gradient() = sums[l].bias.rowwise().sum();
-    if (layer.neuron().binary())
+    if (layer.neuron().lif_family())
       layer.set_decay_gradients(sums[l].beta.rowwise().sum(),
                                 sums[l].alpha.size() ? Vector<S>(sums[l].alpha.rowwise().sum()) : Vector<S>(),
                                 sums[l].theta.rowwise().sum());

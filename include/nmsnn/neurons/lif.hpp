@@ -1,6 +1,7 @@
 // nmsnn/neurons/lif.hpp — the LIF family (MODEL.md "The LIF family"): binary-spike Leaky and
 // Synaptic (current-based) neurons with resets subtract / zero / none, and their surrogate
-// gradients, as snnTorch 0.9 defines them (reset_delay=True).
+// gradients, as snnTorch 0.9 defines them (reset_delay=True); and the non-spiking leaky
+// integrator (li), whose membrane is its output.
 //
 // A neuron's step is written once, as functions of one element over any arithmetic type (a
 // scalar here; a vector lane or a CUDA thread's value for the backends that call it), with the
@@ -57,6 +58,11 @@ struct LifConstants {
 /// spike S_t = H(M_t - θ) as 0 or 1. The arithmetic is in snnTorch's order.
 template <NeuronModel N, Reset R, class T>
 NMSNN_HOST_DEVICE inline T forward_step(T i, T& m, T& j, const LifConstants<T>& c) {
+  if constexpr (N == NeuronModel::li) {  // the leaky integrator: its membrane is its output
+    (void)j;
+    m = c.beta * m + i;
+    return m;
+  }
   const T r = static_cast<T>(m - c.theta > T(0));  // r_t = H(M_{t-1} - θ), from the previous step
   if constexpr (N == NeuronModel::leaky) {
     (void)j;
@@ -92,6 +98,13 @@ struct LifSums {
 template <NeuronModel N, Reset R, Surrogate S, bool learn_alpha, class T>
 NMSNN_HOST_DEVICE inline T backward_step(T m, T m_prev, T j_prev, T gs, T gm, T gj, LifAdjoint<T>& a, LifSums<T>& sums,
                                          const LifConstants<T>& c) {
+  if constexpr (N == NeuronModel::li) {  // output = M_t: gs is a gradient of M_t too
+    (void)j_prev, (void)gj;
+    const T dm = (gm + gs) + c.beta * a.dm;
+    sums.beta += dm * m_prev;
+    a.dm = dm;
+    return dm;
+  }
   const T x = m - c.theta;
   const T sg = surrogate_derivative<S>(x, c.slope);
   const T r_next = static_cast<T>(x > T(0));                  // r_{t+1}, made by M_t
@@ -136,7 +149,8 @@ void dispatch(NeuronModel n, Reset r, Surrogate s, F&& f) {
       default: NMSNN_ASSERT(false && "the LIF family resets by subtract, zero or none");
     }
   };
-  if (n == NeuronModel::leaky) by_reset.template operator()<NeuronModel::leaky>();
+  if (n == NeuronModel::li) f.template operator()<NeuronModel::li, Reset::none, Surrogate::straight_through>();
+  else if (n == NeuronModel::leaky) by_reset.template operator()<NeuronModel::leaky>();
   else by_reset.template operator()<NeuronModel::synaptic>();
 }
 
@@ -156,8 +170,10 @@ struct ForwardChunk {
   Scalar* J = nullptr;            ///< out: the synaptic currents J_t (nullable: kept only to learn α)
   Scalar* m_state = nullptr;      ///< n x B: M before the chunk in, after it out
   Scalar* j_state = nullptr;      ///< n x B: J likewise (Synaptic)
-  Scalar* R = nullptr;            ///< n x B readout: S_t added for chunk steps r_lo .. r_hi (nullable)
+  Scalar* R = nullptr;            ///< n x B readout: the outputs of chunk steps r_lo .. r_hi added (nullable)
   Index r_lo = 0, r_hi = -1;
+  Index* arg = nullptr;           ///< n x B: when given, R keeps the largest output instead, arg its step
+  Index t0 = 0;                   ///< the chunk's first step (for arg)
 };
 
 template <NeuronModel N, Reset Rs, class Scalar>
@@ -183,7 +199,14 @@ void forward_chunk(const ForwardChunk<Scalar>& c) {
           if (c.J) c.J[at + i] = jj;
         }
         a[i] = spike;
-        if (r) r[i] += spike;
+        if (r) {
+          if (!c.arg) {
+            r[i] += spike;
+          } else if (spike > r[i]) {  // (strictly: the first of equal maxima, as the scan meets them)
+            r[i] = spike;
+            c.arg[b * n + i] = c.t0 + t;
+          }
+        }
       }
     }
   });
@@ -205,8 +228,10 @@ struct BackwardChunk {
   const Scalar* GS = nullptr;        ///< dL/dS_t from the layer above (nullable)
   const Scalar* GM = nullptr;        ///< dL/dM_t from outside the neuron (nullable)
   const Scalar* GJ = nullptr;        ///< dL/dJ_t from outside the neuron (nullable; Synaptic)
-  const Scalar* gv = nullptr;        ///< n x B: dL/dS_t from the readout for chunk steps g_lo .. g_hi
+  const Scalar* gv = nullptr;        ///< n x B: dL/d(output) from the readout for chunk steps g_lo .. g_hi
   Index g_lo = 0, g_hi = -1;
+  const Index* arg = nullptr;        ///< n x B: when given, gv reaches only step arg (a max readout's)
+  Index t0 = 0;                      ///< the chunk's first step (for arg)
   Scalar* dm = nullptr;              ///< n x B: dL/dM from the chunk after in, of this chunk's first step out
   Scalar* dj = nullptr;              ///< n x B: dL/dJ likewise (Synaptic)
   Scalar* bias_sum = nullptr;        ///< n x B: sum of dL/dI_t added
@@ -235,7 +260,8 @@ void backward_chunk(const BackwardChunk<Scalar>& c) {
         const LifConstants<Scalar> k{c.beta[i], N == NeuronModel::synaptic ? c.alpha[i] : Scalar(0), c.theta[i], c.slope};
         LifAdjoint<Scalar> adj{c.dm[col + i], N == NeuronModel::synaptic ? c.dj[col + i] : Scalar(0)};
         LifSums<Scalar> sums;
-        const Scalar g = (gs ? gs[i] : Scalar(0)) + (gv ? gv[i] : Scalar(0));
+        const bool from_readout = gv && (!c.arg || c.arg[col + i] == c.t0 + t);
+        const Scalar g = (gs ? gs[i] : Scalar(0)) + (from_readout ? gv[i] : Scalar(0));
         const Scalar di = backward_step<N, Rs, Sg, learn_alpha>(m[i], mp ? mp[i] : Scalar(0), jp ? jp[i] : Scalar(0), g,
                                                                gm ? gm[i] : Scalar(0), gj ? gj[i] : Scalar(0), adj,
                                                                sums, k);

@@ -33,15 +33,17 @@ inline Reset parse_reset(std::string_view s) {
   detail::raise<ValueError>("reset: expected scale, subtract, zero or none, found '", s, "'");
 }
 
-/// Which neuron a layer is made of: pynmsnn's graded neuron (MODEL.md, the default), or the LIF
-/// family's binary-spike Leaky or Synaptic neuron.
-enum class NeuronModel { graded, leaky, synaptic };
+/// Which neuron a layer is made of: pynmsnn's graded neuron (MODEL.md, the default), the LIF
+/// family's binary-spike Leaky or Synaptic neuron, or its non-spiking leaky integrator (NIR's
+/// LI: the membrane itself is the output; the usual output layer for a membrane readout).
+enum class NeuronModel { graded, leaky, synaptic, li };
 
 inline std::string_view to_string(NeuronModel m) {
   switch (m) {
     case NeuronModel::graded: return "graded";
     case NeuronModel::leaky: return "leaky";
     case NeuronModel::synaptic: return "synaptic";
+    case NeuronModel::li: return "li";
   }
   return "?";
 }
@@ -50,7 +52,8 @@ inline NeuronModel parse_neuron_model(std::string_view s) {
   if (s == "graded") return NeuronModel::graded;
   if (s == "leaky") return NeuronModel::leaky;
   if (s == "synaptic") return NeuronModel::synaptic;
-  detail::raise<ValueError>("neuron: expected graded, leaky or synaptic, found '", s, "'");
+  if (s == "li") return NeuronModel::li;
+  detail::raise<ValueError>("neuron: expected graded, leaky, synaptic or li, found '", s, "'");
 }
 
 /// The derivative that backward uses in place of the Heaviside step's (MODEL.md "Surrogate
@@ -115,8 +118,18 @@ struct NeuronOptions {
     o.model = NeuronModel::synaptic, o.alpha = alpha;
     return o;
   }
+  /// The non-spiking leaky integrator: M_t = β M_{t-1} + I_t, emitted as it is (no threshold,
+  /// no reset).
+  static NeuronOptions li(double beta = 0.9) {
+    NeuronOptions o = leaky(beta, 1.0, Reset::none);
+    o.model = NeuronModel::li;
+    return o;
+  }
 
-  bool binary() const { return model != NeuronModel::graded; }
+  /// The LIF family (leaky, synaptic, li): per-neuron constants, emission at the step itself.
+  bool lif_family() const { return model != NeuronModel::graded; }
+  /// Whether the layer emits binary spikes (leaky, synaptic).
+  bool emits_spikes() const { return model == NeuronModel::leaky || model == NeuronModel::synaptic; }
   /// The surrogate's parameter in use.
   double surrogate_slope() const { return slope > 0 ? slope : default_slope(surrogate); }
 
@@ -139,6 +152,9 @@ struct NeuronOptions {
                                          "(neuron leaky or synaptic), not the graded neuron's");
       return;
     }
+    if (model == NeuronModel::li && (reset != Reset::none || learn_threshold || learn_alpha))
+      detail::raise<ValueError>(where, ": the li neuron (a leaky integrator) has no threshold, reset or synaptic "
+                                       "current: reset must be none, learn_threshold and learn_alpha false");
     if (reset == Reset::scale)
       detail::raise<ValueError>(where, ": reset 'scale' is the graded neuron's; a ", to_string(model),
                                 " neuron resets by subtract, zero or none (NeuronOptions::", to_string(model),

@@ -13,14 +13,27 @@
 
 namespace nmsnn {
 
-enum class Readout { sum, mean };
+/// How the readout reduces what the last layer emits over steps begin_eval .. T-1: sum or mean
+/// (any layer; a spiking layer's count or rate), or, for a membrane readout (an li output
+/// layer, neurons/neuron_options.hpp), max or last (the membrane at step T-1).
+enum class Readout { sum, mean, max, last };
 
-inline std::string_view to_string(Readout r) { return r == Readout::sum ? "sum" : "mean"; }
+inline std::string_view to_string(Readout r) {
+  switch (r) {
+    case Readout::sum: return "sum";
+    case Readout::mean: return "mean";
+    case Readout::max: return "max";
+    case Readout::last: return "last";
+  }
+  return "?";
+}
 
 inline Readout parse_readout(std::string_view s) {
   if (s == "sum") return Readout::sum;
   if (s == "mean") return Readout::mean;
-  detail::raise<ValueError>("readout: expected sum or mean, found '", s, "'");
+  if (s == "max") return Readout::max;
+  if (s == "last") return Readout::last;
+  detail::raise<ValueError>("readout: expected sum, mean, max or last, found '", s, "'");
 }
 
 template <FloatingScalar Scalar = float>
@@ -48,7 +61,7 @@ class OutputReducer {
   /// Factor applied to the accumulated sum: 1 (sum) or 1 / (T - begin_eval) (mean). The same
   /// factor multiplies the readout gradient on its way back to each v_t.
   Scalar scale() const {
-    return kind_ == Readout::sum ? Scalar(1) : Scalar(1) / Scalar(time_steps_ - begin_eval_);
+    return kind_ != Readout::mean ? Scalar(1) : Scalar(1) / Scalar(time_steps_ - begin_eval_);
   }
 
  private:

@@ -23,7 +23,7 @@ namespace nmsnn {
 struct LayerRecording {
   Eigen::MatrixXd state;         ///< neurons x T: emitted inner state (graded) or membrane (LIF)
   Eigen::MatrixXd output;        ///< neurons x T: emitted output (graded: relu(u - threshold); LIF: spikes)
-  bool spikes = false;           ///< whether output holds binary spikes (a LIF layer)
+  bool spikes = false;           ///< whether output holds binary spikes (a leaky or synaptic layer)
   Eigen::VectorXd firing_rate;   ///< per neuron: fraction of steps with output > 0
   double mean_firing_rate = 0;   ///< over the layer's neurons and steps
 };
@@ -62,14 +62,14 @@ Recording record_activity(const SpikingNetwork<Task, Scalar>& net, const Eigen::
     Matrix<Scalar> A = layer.weights() * input;
     const Index n = layer.outputs();
     LayerRecording L;
-    if (nr.binary()) {
+    if (nr.lif_family()) {
       // The LIF layer's own scan over all steps of this one sample (it adds the bias): spikes
       // into A, membranes into M; emitted at the step itself.
       Matrix<Scalar> M(n, T), m = Matrix<Scalar>::Zero(n, 1), j = Matrix<Scalar>::Zero(n, 1);
       layer.lif_scan_forward(A.data(), M.data(), nullptr, T, 1, m.data(), nr.model == NeuronModel::synaptic ? j.data() : nullptr);
       L.state = M.template cast<double>();
       L.output = A.template cast<double>();
-      L.spikes = true;
+      L.spikes = nr.emits_spikes();
       L.firing_rate = (L.output.array() > 0).cast<double>().rowwise().mean();
       L.mean_firing_rate = L.firing_rate.mean();
       rec.layers.push_back(std::move(L));
@@ -103,8 +103,12 @@ Recording record_activity(const SpikingNetwork<Task, Scalar>& net, const Eigen::
   // begin_eval .. T-1.
   const auto& last = rec.layers.back().spikes ? rec.layers.back().output : rec.layers.back().state;
   const Index e = net.begin_eval();
-  rec.readout = last.middleCols(e, T - e).rowwise().sum();
-  if (net.readout().kind() == Readout::mean) rec.readout /= double(T - e);
+  switch (net.readout().kind()) {
+    case Readout::sum: rec.readout = last.middleCols(e, T - e).rowwise().sum(); break;
+    case Readout::mean: rec.readout = last.middleCols(e, T - e).rowwise().sum() / double(T - e); break;
+    case Readout::max: rec.readout = last.middleCols(e, T - e).rowwise().maxCoeff(); break;
+    case Readout::last: rec.readout = last.col(T - 1); break;
+  }
   return rec;
 }
 

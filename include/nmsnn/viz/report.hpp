@@ -162,9 +162,12 @@ Report make_report(const Net& net, const Eigen::MatrixBase<DX>& X_test, const Ei
     model.push_back({"readout", std::string(to_string(net.readout().kind()))});
     for (Index l = 0; l < net.num_layers(); ++l) {
       const auto& nr = net.layer(l).neuron();
-      std::string d = std::string(to_string(nr.model)) + ", " + (nr.binary() ? "beta " : "decay ") + detail::num(nr.decay, 3) +
+      std::string d = std::string(to_string(nr.model)) + ", " + (nr.lif_family() ? "beta " : "decay ") + detail::num(nr.decay, 3) +
                       ", threshold " + detail::num(nr.threshold, 3) + ", reset " + std::string(to_string(nr.reset));
-      if (nr.binary()) {
+      if (nr.model == NeuronModel::li) {
+        d = "li (leaky integrator), beta " + detail::num(nr.decay, 3);
+        if (nr.learn_decay) d += ", learnt: beta";
+      } else if (nr.lif_family()) {
         if (nr.model == NeuronModel::synaptic) d += ", alpha " + detail::num(nr.alpha, 3);
         d += ", surrogate " + std::string(to_string(nr.surrogate));
         if (nr.surrogate != Surrogate::straight_through) d += " (" + detail::num(nr.surrogate_slope(), 3) + ")";
@@ -269,7 +272,7 @@ Report make_report(const Net& net, const Eigen::MatrixBase<DX>& X_test, const Ei
       // The most active neuron of the first layer, the one pynmsnn's visualize_neuron shows.
       Index best = 0;
       rec.layers[0].firing_rate.maxCoeff(&best);
-      const double theta = net.layer(0).neuron().binary() ? double(net.layer(0).thresholds()(best))
+      const double theta = net.layer(0).neuron().lif_family() ? double(net.layer(0).thresholds()(best))
                                                           : net.layer(0).neuron().threshold;
       r.add_figure(viz::neuron_trace(rec, 0, best, theta),
                    "The most active neuron of layer 1");
