@@ -489,3 +489,36 @@ TEST_CASE("recomputing segments in backward gives bit-identical gradients and mo
   mixed.set_recompute(decltype(mixed)::Recompute::always);
   CHECK(mixed.recompute_segment_steps(40) == 0);
 }
+
+TEST_CASE("products with sparse spike inputs equal the dense products", "[lif]") {
+  // Bernoulli input spikes (about 30% of inputs) into a leaky layer whose spikes feed a
+  // synaptic one: the sparse kernels (columns of W of the non-zero inputs) against dense products.
+  const Index F = 40, B = 6;
+  Eigen::MatrixXd X = (Eigen::MatrixXd::Random(B, F).array() * 0.3 + 0.3).matrix();
+  Eigen::VectorXd y(B);
+  y << 0, 1, 2, 1, 0, 2;
+  auto grads = [&](double density) {
+    detail::sparse_spike_density_ref() = density;
+    NeuronOptions lk = NeuronOptions::leaky(0.9, 0.5);
+    lk.learn_decay = true;
+    SpikingNetwork<MulticlassClassification, double> net({.inputs = F, .outputs = 3, .hidden = {30}, .time_steps = 30,
+                                                          .encoder = Encoding::bernoulli, .neuron = lk,
+                                                          .output_neuron = NeuronOptions::synaptic(0.6, 0.8, 0.3),
+                                                          .seed = 6});
+    net.layer(0).set_weights(net.layer(0).weights() * 2.0);
+    const double loss = net.compute_gradients(X, y);
+    detail::sparse_spike_density_ref() = 0.25;
+    return std::make_pair(loss, net);
+  };
+  const auto [l_sparse, sparse] = grads(1.0);  // always sparse
+  const auto [l_dense, dense] = grads(0.0);    // never
+  CHECK(l_sparse == Approx(l_dense).epsilon(1e-13));
+  for (Index l = 0; l < 2; ++l) {
+    CHECK(test::max_rel_error(sparse.layer(l).weight_gradient(), dense.layer(l).weight_gradient()) < 1e-11);
+    CHECK(test::max_rel_error(sparse.layer(l).bias_gradient(), dense.layer(l).bias_gradient()) < 1e-11);
+  }
+  CHECK(test::max_rel_error(sparse.layer(0).beta_gradient(), dense.layer(0).beta_gradient()) < 1e-11);
+  CHECK(dense.layer(0).weight_gradient().cwiseAbs().maxCoeff() > 0);
+  CHECK(sparse.activity(0) == dense.activity(0));
+  CHECK(sparse.activity(0) > 0);
+}

@@ -23,6 +23,7 @@
 #include "nmsnn/core/config.hpp"
 #include "nmsnn/core/errors.hpp"
 #include "nmsnn/core/random.hpp"
+#include "nmsnn/detail/sparse_spikes.hpp"
 #include "nmsnn/encoders/input_encoder.hpp"
 #include "nmsnn/layers/spiking_layer.hpp"
 #include "nmsnn/network/estimator.hpp"
@@ -173,6 +174,7 @@ class SpikingNetwork : public Estimator<SpikingNetwork<Task, ScalarT>, Task, Sca
     std::vector<Index> active;
     Index batch = 0, segment = 0;
     std::vector<std::vector<Matrix<Scalar>>> checkpoints;
+    detail::SparseChunk<Scalar> sparse;  // a sparse chunk of a layer's inputs (detail/sparse_spikes.hpp)
   };
   // The running states of the mixed engine's layers: membrane (or graded state), synaptic
   // current, graded bias tile.

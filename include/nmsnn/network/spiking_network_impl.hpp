@@ -506,10 +506,17 @@ void SpikingNetwork<Task, S>::forward_mixed_steps(const Matrix<S>& Xb, const std
       const Index n = layer.outputs(), in = layer.inputs();
       S* a = ws.outputs[std::size_t(l)].data() + (t0 - base) * B * n;
       const auto W = detail::cmap(layer.weights().data(), n, in);
+      // (inputs mostly zero, as spikes are: only the columns of W of the non-zero ones)
       if (l == 0) {
         auto E = detail::map(ws.encoded.data(), F, steps * B);
         encoder_.encode(Xb, ids, key, t0, steps, E);
-        detail::gemm_nn_set<S>(detail::map(a, n, steps * B), W, detail::cmap(E.data(), F, steps * B));
+        if (detail::sparse_chunk(E.data(), F, steps * B, ws.sparse))
+          detail::sparse_product_set(a, layer.weights().data(), n, ws.sparse);
+        else
+          detail::gemm_nn_set<S>(detail::map(a, n, steps * B), W, detail::cmap(E.data(), F, steps * B));
+      } else if (emit_delay(l - 1) == 0 &&
+                 detail::sparse_chunk(ws.outputs[std::size_t(l - 1)].data() + (t0 - base) * B * in, in, steps * B, ws.sparse)) {
+        detail::sparse_product_set(a, layer.weights().data(), n, ws.sparse);
       } else {
         const Index d = emit_delay(l - 1), s0 = std::min(std::max(t0, d), t1);
         if (s0 > t0) detail::set_zero(detail::map(a, n, (s0 - t0) * B));
@@ -677,7 +684,9 @@ void SpikingNetwork<Task, S>::backward_mixed(const Matrix<S>& Xb, const std::uin
           // (recomputing, every delay is 0: a chunk reads only its own steps)
           const Index dd = emit_delay(l - 1), s0 = std::min(std::max(t0, dd), t1);
           const S* below = ws_.outputs[std::size_t(l - 1)].data();  // still its outputs up to step t1 - 1
-          if (t1 > s0)
+          if (dd == 0 && detail::sparse_chunk(below + o * B * in, in, steps * B, ws_.sparse))
+            detail::sparse_weight_gradient(dW.data(), d, n, ws_.sparse);
+          else if (t1 > s0)
             detail::gemm_nt_acc<S>(detail::map(dW.data(), n, in), detail::cmap(d + (s0 - t0) * B * n, n, (t1 - s0) * B),
                                    detail::cmap(below + (s0 - dd - base) * B * in, in, (t1 - s0) * B));
           // dL/d(output of layer l-1) at steps t0 .. t1-1: W^T dL/d(current) at step t + dd
@@ -689,8 +698,11 @@ void SpikingNetwork<Task, S>::backward_mixed(const Matrix<S>& Xb, const std::uin
         } else {
           auto E = detail::map(ws_.encoded.data(), F, steps * B);
           encoder_.encode(Xb, ids, key, t0, steps, E);
-          detail::gemm_nt_acc<S>(detail::map(dW.data(), n, in), detail::cmap(d, n, steps * B),
-                                 detail::cmap(ws_.encoded.data(), F, steps * B));
+          if (detail::sparse_chunk(E.data(), F, steps * B, ws_.sparse))
+            detail::sparse_weight_gradient(dW.data(), d, n, ws_.sparse);
+          else
+            detail::gemm_nt_acc<S>(detail::map(dW.data(), n, in), detail::cmap(d, n, steps * B),
+                                   detail::cmap(ws_.encoded.data(), F, steps * B));
         }
       }
     }

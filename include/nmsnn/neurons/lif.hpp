@@ -16,6 +16,7 @@
 
 #include <cmath>
 #include <numbers>
+#include <vector>
 
 #include "nmsnn/core/config.hpp"
 #include "nmsnn/core/errors.hpp"
@@ -179,34 +180,34 @@ struct ForwardChunk {
 template <NeuronModel N, Reset Rs, class Scalar>
 void forward_chunk(const ForwardChunk<Scalar>& c) {
   const Index n = c.n, B = c.B, nB = n * B;
+  // The inner loop over neurons has no branch: a step outside the readout adds to a scratch
+  // row, a current not kept is written to one.
   detail::parallel_for(B, nB * c.steps > 65536, [&](Index b) {
+    std::vector<Scalar> scratch(std::size_t(3 * n), Scalar(0));  // (three distinct rows: no aliasing)
     Scalar* __restrict m = c.m_state + b * n;
-    Scalar* __restrict j = c.j_state ? c.j_state + b * n : nullptr;
+    Scalar* __restrict j = N == NeuronModel::synaptic ? c.j_state + b * n : scratch.data();
     for (Index t = 0; t < c.steps; ++t) {
       const Index at = t * nB + b * n;
       Scalar* __restrict a = c.A + at;
       Scalar* __restrict mt = c.M + at;
-      Scalar* __restrict r = c.R && t >= c.r_lo && t <= c.r_hi ? c.R + b * n : nullptr;
+      Scalar* __restrict jt = c.J ? c.J + at : scratch.data() + n;
+      const bool in_readout = c.R && t >= c.r_lo && t <= c.r_hi;
+      Scalar* __restrict r = in_readout ? c.R + b * n : scratch.data() + 2 * n;
+      if (in_readout && c.arg) {  // a max readout: the largest output and its step
+        Index* __restrict arg = c.arg + b * n;
+        for (Index i = 0; i < n; ++i) {
+          const LifConstants<Scalar> k{c.beta[i], N == NeuronModel::synaptic ? c.alpha[i] : Scalar(0), c.theta[i], c.slope};
+          const Scalar out = forward_step<N, Rs>(a[i] + c.bias[i], m[i], j[i], k);
+          mt[i] = m[i], jt[i] = j[i], a[i] = out;
+          if (out > r[i]) r[i] = out, arg[i] = c.t0 + t;  // (strictly: the first of equal maxima)
+        }
+        continue;
+      }
       for (Index i = 0; i < n; ++i) {
         const LifConstants<Scalar> k{c.beta[i], N == NeuronModel::synaptic ? c.alpha[i] : Scalar(0), c.theta[i], c.slope};
-        Scalar jj = N == NeuronModel::synaptic ? j[i] : Scalar(0);
-        Scalar mm = m[i];
-        const Scalar spike = forward_step<N, Rs>(a[i] + c.bias[i], mm, jj, k);
-        m[i] = mm;
-        mt[i] = mm;
-        if constexpr (N == NeuronModel::synaptic) {
-          j[i] = jj;
-          if (c.J) c.J[at + i] = jj;
-        }
-        a[i] = spike;
-        if (r) {
-          if (!c.arg) {
-            r[i] += spike;
-          } else if (spike > r[i]) {  // (strictly: the first of equal maxima, as the scan meets them)
-            r[i] = spike;
-            c.arg[b * n + i] = c.t0 + t;
-          }
-        }
+        const Scalar out = forward_step<N, Rs>(a[i] + c.bias[i], m[i], j[i], k);
+        mt[i] = m[i], jt[i] = j[i], a[i] = out;
+        r[i] += out;
       }
     }
   });
@@ -243,36 +244,48 @@ struct BackwardChunk {
 template <NeuronModel N, Reset Rs, Surrogate Sg, bool learn_alpha, class Scalar>
 void backward_chunk(const BackwardChunk<Scalar>& c) {
   const Index n = c.n, B = c.B, nB = n * B;
+  // Absent inputs read a row of zeros, absent sums go to a scratch row: no branch inside the
+  // loop over neurons but the max readout's step test.
   detail::parallel_for(B, nB * c.steps > 65536, [&](Index b) {
+    std::vector<Scalar> zero(std::size_t(n), Scalar(0)), scratch(std::size_t(2 * n), Scalar(0));
     const Index col = b * n;
+    Scalar* __restrict dm = c.dm + col;
+    Scalar* __restrict dj = N == NeuronModel::synaptic ? c.dj + col : scratch.data();
+    Scalar* __restrict bias = c.bias_sum + col;
+    Scalar* __restrict beta = c.beta_sum + col;
+    Scalar* __restrict theta = c.theta_sum + col;
+    Scalar* __restrict alpha = learn_alpha ? c.alpha_sum + col : scratch.data() + n;
     for (Index t = c.steps - 1; t >= 0; --t) {
       const Index at = t * nB + col;
       const Scalar* __restrict m = c.M + at;
-      const Scalar* __restrict mp = t > 0 ? c.M + at - nB : (c.M_before ? c.M_before + col : nullptr);
-      const Scalar* __restrict jp = nullptr;
-      if constexpr (learn_alpha) jp = t > 0 ? c.J + at - nB : (c.J_before ? c.J_before + col : nullptr);
-      const Scalar* __restrict gs = c.GS ? c.GS + at : nullptr;
-      const Scalar* __restrict gm = c.GM ? c.GM + at : nullptr;
-      const Scalar* __restrict gj = c.GJ ? c.GJ + at : nullptr;
-      const Scalar* __restrict gv = c.gv && t >= c.g_lo && t <= c.g_hi ? c.gv + col : nullptr;
+      const Scalar* mp_ = t > 0 ? c.M + at - nB : (c.M_before ? c.M_before + col : zero.data());
+      const Scalar* __restrict mp = mp_;
+      const Scalar* jp_ = zero.data();
+      if constexpr (learn_alpha) jp_ = t > 0 ? c.J + at - nB : (c.J_before ? c.J_before + col : zero.data());
+      const Scalar* __restrict jp = jp_;
+      const Scalar* __restrict gs = c.GS ? c.GS + at : zero.data();
+      const Scalar* __restrict gm = c.GM ? c.GM + at : zero.data();
+      const Scalar* __restrict gj = c.GJ ? c.GJ + at : zero.data();
+      const bool in_readout = c.gv && t >= c.g_lo && t <= c.g_hi;
+      const Scalar* __restrict gv = in_readout ? c.gv + col : zero.data();
+      const Index* __restrict arg = in_readout && c.arg ? c.arg + col : nullptr;
       Scalar* __restrict d = c.D + at;
-      for (Index i = 0; i < n; ++i) {
-        const LifConstants<Scalar> k{c.beta[i], N == NeuronModel::synaptic ? c.alpha[i] : Scalar(0), c.theta[i], c.slope};
-        LifAdjoint<Scalar> adj{c.dm[col + i], N == NeuronModel::synaptic ? c.dj[col + i] : Scalar(0)};
-        LifSums<Scalar> sums;
-        const bool from_readout = gv && (!c.arg || c.arg[col + i] == c.t0 + t);
-        const Scalar g = (gs ? gs[i] : Scalar(0)) + (from_readout ? gv[i] : Scalar(0));
-        const Scalar di = backward_step<N, Rs, Sg, learn_alpha>(m[i], mp ? mp[i] : Scalar(0), jp ? jp[i] : Scalar(0), g,
-                                                               gm ? gm[i] : Scalar(0), gj ? gj[i] : Scalar(0), adj,
-                                                               sums, k);
-        d[i] = di;
-        c.dm[col + i] = adj.dm;
-        if constexpr (N == NeuronModel::synaptic) c.dj[col + i] = adj.dj;
-        c.bias_sum[col + i] += di;
-        c.beta_sum[col + i] += sums.beta;
-        c.theta_sum[col + i] += sums.theta;
-        if constexpr (learn_alpha) c.alpha_sum[col + i] += sums.alpha;
-      }
+      auto row = [&]<bool max_readout>() {
+        for (Index i = 0; i < n; ++i) {
+          const LifConstants<Scalar> k{c.beta[i], N == NeuronModel::synaptic ? c.alpha[i] : Scalar(0), c.theta[i], c.slope};
+          LifAdjoint<Scalar> adj{dm[i], dj[i]};
+          LifSums<Scalar> sums;
+          Scalar g = gs[i];
+          if constexpr (max_readout) g += arg[i] == c.t0 + t ? gv[i] : Scalar(0);
+          else g += gv[i];
+          const Scalar di = backward_step<N, Rs, Sg, learn_alpha>(m[i], mp[i], jp[i], g, gm[i], gj[i], adj, sums, k);
+          d[i] = di;
+          dm[i] = adj.dm, dj[i] = adj.dj;
+          bias[i] += di, beta[i] += sums.beta, theta[i] += sums.theta, alpha[i] += sums.alpha;
+        }
+      };
+      if (arg) row.template operator()<true>();
+      else row.template operator()<false>();
     }
   });
 }
