@@ -29,7 +29,7 @@ struct SparseChunk {
   std::vector<Index> start;  // k + 1 offsets into rows and values
   std::vector<std::int32_t> rows;
   std::vector<Scalar> values;
-  Index in = 0, k = 0;
+  Index k = 0;  // columns
 };
 
 /// Fills c from the dense chunk S (in x k, column-major) when its density is at most the
@@ -39,7 +39,7 @@ bool sparse_chunk(const Scalar* S, Index in, Index k, SparseChunk<Scalar>& c) {
   const double limit = sparse_spike_density_ref();
   if (!(limit > 0) || in * k == 0) return false;
   const Index max_nnz = Index(limit * double(in) * double(k));
-  c.in = in, c.k = k;
+  c.k = k;
   c.start.resize(std::size_t(k + 1));
   // One pass, branch-free: each entry is written, and kept when non-zero (room for one more
   // column than the limit allows, so the pass can stop at the first column past it).

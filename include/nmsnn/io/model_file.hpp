@@ -477,7 +477,7 @@ inline ModelSpec check_description(const SafetensorsFile& f, const std::string& 
       }
       in = widths[l];
     }
-    if ((s.readout == Readout::max || s.readout == Readout::last) && s.neurons.back().model != NeuronModel::li)
+    if (reduces_membrane(s.readout) && s.neurons.back().model != NeuronModel::li)
       r.fail("readout", "is '" + std::string(to_string(s.readout)) + "': it reduces a membrane, and the output layer is " +
                             std::string(to_string(s.neurons.back().model)) + ", not li");
   } else {

@@ -201,9 +201,6 @@ class SpikingLayer {
   Vector<Scalar>& mutable_beta() { return beta_; }
   Vector<Scalar>& mutable_alpha() { return alpha_; }
   Vector<Scalar>& mutable_thresholds() { return theta_; }
-  Vector<Scalar>& mutable_beta_gradient() { return beta_grad_; }
-  Vector<Scalar>& mutable_alpha_gradient() { return alpha_grad_; }
-  Vector<Scalar>& mutable_threshold_gradient() { return theta_grad_; }
 
   /// PyTorch's nn.Linear with Xavier-uniform weights (as pynmsnn): W ~ U(-a, a),
   /// a = sqrt(6 / (in + out)); b ~ U(-1/sqrt(in), 1/sqrt(in)).

@@ -51,7 +51,7 @@ SpikingNetwork<Task, S>::SpikingNetwork(const SpikingOptions& o) : options_(o) {
 template <TaskType Task, FloatingScalar S>
 void SpikingNetwork<Task, S>::check_readout() const {
   const Readout r = reducer_.kind();
-  if ((r == Readout::max || r == Readout::last) && layers_.back().neuron().model != NeuronModel::li)
+  if (reduces_membrane(r) && layers_.back().neuron().model != NeuronModel::li)
     detail::raise<ValueError>("SpikingNetwork: readout '", to_string(r), "' reduces a membrane: the output layer must be li "
                               "(output_neuron = NeuronOptions::li()), not ", to_string(layers_.back().neuron().model));
 }

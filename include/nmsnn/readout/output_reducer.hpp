@@ -36,6 +36,9 @@ inline Readout parse_readout(std::string_view s) {
   detail::raise<ValueError>("readout: expected sum, mean, max or last, found '", s, "'");
 }
 
+/// Whether the readout reduces a membrane (max, last), which only an li output layer emits.
+inline bool reduces_membrane(Readout r) { return r == Readout::max || r == Readout::last; }
+
 template <FloatingScalar Scalar = float>
 class OutputReducer {
  public:

@@ -70,34 +70,31 @@ Recording record_activity(const SpikingNetwork<Task, Scalar>& net, const Eigen::
       L.state = M.template cast<double>();
       L.output = A.template cast<double>();
       L.spikes = nr.emits_spikes();
-      L.firing_rate = (L.output.array() > 0).cast<double>().rowwise().mean();
-      L.mean_firing_rate = L.firing_rate.mean();
-      rec.layers.push_back(std::move(L));
-      input = std::move(A);
-      continue;
-    }
-    A.colwise() += layer.bias();
-    L.state = Eigen::MatrixXd::Zero(n, T);
-    L.output = Eigen::MatrixXd::Zero(n, T);
-    const Scalar decay = Scalar(nr.decay), theta = Scalar(nr.threshold), rho = Scalar(nr.penalty);
-    // The engine's own step (a_t -> o_t in A's column, v_{t-1} -> v_t), one step at a time so
-    // that every v_t is kept; emitted one step late.
-    Matrix<Scalar> emitted = Matrix<Scalar>::Zero(n, T);
-    Vector<Scalar> v = Vector<Scalar>::Zero(n);
-    for (Index t = 0; t + 1 < T; ++t) {
-      Scalar* a = A.col(t).data();
-      if (nr.reset == Reset::scale)
-        detail::forward_step<Scalar, Reset::scale, false, false>(a, nullptr, v.data(), nullptr, n, decay, theta, rho, rho / theta);
-      else
-        detail::forward_step<Scalar, Reset::subtract, false, false>(a, nullptr, v.data(), nullptr, n, decay, theta, rho, rho / theta);
-      L.state.col(t + 1) = v.template cast<double>();
-      L.output.col(t + 1) = A.col(t).template cast<double>();
-      emitted.col(t + 1) = A.col(t);
+    } else {
+      A.colwise() += layer.bias();
+      L.state = Eigen::MatrixXd::Zero(n, T);
+      L.output = Eigen::MatrixXd::Zero(n, T);
+      const Scalar decay = Scalar(nr.decay), theta = Scalar(nr.threshold), rho = Scalar(nr.penalty);
+      // The engine's own step (a_t -> o_t in A's column, v_{t-1} -> v_t), one step at a time so
+      // that every v_t is kept; emitted one step late.
+      Matrix<Scalar> emitted = Matrix<Scalar>::Zero(n, T);
+      Vector<Scalar> v = Vector<Scalar>::Zero(n);
+      for (Index t = 0; t + 1 < T; ++t) {
+        Scalar* a = A.col(t).data();
+        if (nr.reset == Reset::scale)
+          detail::forward_step<Scalar, Reset::scale, false, false>(a, nullptr, v.data(), nullptr, n, decay, theta, rho, rho / theta);
+        else
+          detail::forward_step<Scalar, Reset::subtract, false, false>(a, nullptr, v.data(), nullptr, n, decay, theta, rho, rho / theta);
+        L.state.col(t + 1) = v.template cast<double>();
+        L.output.col(t + 1) = A.col(t).template cast<double>();
+        emitted.col(t + 1) = A.col(t);
+      }
+      A = std::move(emitted);  // what the next layer reads
     }
     L.firing_rate = (L.output.array() > 0).cast<double>().rowwise().mean();
     L.mean_firing_rate = L.firing_rate.mean();
     rec.layers.push_back(std::move(L));
-    input = std::move(emitted);
+    input = std::move(A);
   }
   // The readout reduces the last layer's emitted state (a LIF layer's spikes) over steps
   // begin_eval .. T-1.
