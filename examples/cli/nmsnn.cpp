@@ -9,6 +9,7 @@
 //         [--output-neuron li] [--epochs N] [--batch-size B] [--optimizer adam|sgd] [--lr X]
 //         [--test-size 0.25] [--scale standard|minmax|none] [--seed S] [--threads N]
 //         [--out MODEL] [--report REPORT.html] [--force] [--memory-limit SIZE] [--json]
+//         [--distributed] [--group-size 16] [--checkpoint PATH --checkpoint-every N] [--resume]
 //   nmsnn evaluate MODEL DATA.csv --target COL [--json] [--report REPORT.html] [--force]
 //   nmsnn predict MODEL DATA.csv [--out PREDICTIONS.csv] [--proba] [--force]
 //   nmsnn inspect MODEL
@@ -18,9 +19,19 @@
 // input of the same command or another output, must be a regular file or a new one, and an
 // existing file that is not an nmsnn file of that kind (model, report, predictions) is replaced
 // only with --force.
+//
+// Distributed training (`mpirun -np P nmsnn fit ... --distributed`, in a build with
+// NMSNN_MPI): each rank reads only its rows of the CSV file (rows i % P == rank), the targets
+// are shared, the model is the same for any P; rank 0 alone prints, reports and saves. A rank's
+// failure stops every rank. --checkpoint-every and --resume work with or without MPI (then the
+// distributed algorithm runs in this one process).
 #include <CLI/CLI.hpp>
 #include <optional>
+#include <nmsnn/distributed/communicator.hpp>
 #include <nmsnn/nmsnn.hpp>
+#if defined(NMSNN_HAVE_MPI)
+#include <nmsnn/distributed/mpi.hpp>
+#endif
 
 #include <cctype>
 #include <charconv>
@@ -134,18 +145,54 @@ std::function<bool(const std::string&)> predictions_file(const std::string& head
   };
 }
 
-nmsnn::Dataset read_data(const std::string& path, const std::string& target) {
+nmsnn::Dataset read_data(const std::string& path, const std::string& target, const nmsnn::Communicator* comm = nullptr) {
   nmsnn::CsvOptions o = csv_options(target);
+  if (comm) o.row_stride = comm->size(), o.row_offset = comm->rank();
   if (std::holds_alternative<Index>(o.target)) {
     try {
       nmsnn::CsvOptions by_name;
       by_name.target = target;
+      by_name.row_stride = o.row_stride, by_name.row_offset = o.row_offset;
       return nmsnn::read_csv(path, by_name);
     } catch (const nmsnn::IoError&) {
       // no column of that name: the number is an index
     }
   }
   return nmsnn::read_csv(path, o);
+}
+
+/// This rank's shard of the CSV file (rows i % P == rank) with the targets of every row: the
+/// ranks exchange their targets (text labels: the union of every rank's, sorted, as read_csv
+/// maps them on one machine).
+nmsnn::Dataset read_data_distributed(const std::string& path, const std::string& target, nmsnn::Communicator& comm) {
+  nmsnn::Dataset d;
+  comm.collectively([&] { d = read_data(path, target, &comm); });
+  const Index P = comm.size(), n = d.total_rows;
+  const bool text = !d.class_names.empty();
+  double kinds[2] = {text ? 1.0 : 0.0, text ? 0.0 : 1.0};
+  comm.max_in_place(kinds);
+  if (kinds[0] != 0 && kinds[1] != 0)
+    throw nmsnn::IoError("read_csv: " + path + ": the target '" + d.target_name + "' holds numbers on some ranks' rows and text on others'");
+  Eigen::VectorXd local = d.y;
+  if (text) {
+    std::string mine;
+    for (const auto& c : d.class_names) mine += c + '\0';
+    const std::vector<std::string> local_names = d.class_names;
+    std::set<std::string> all;
+    for (const auto& part : comm.all_gather(mine))
+      for (std::size_t b = 0, e; b < part.size(); b = e + 1) all.insert(part.substr(b, (e = part.find('\0', b)) - b));
+    std::map<std::string, int> code;
+    d.class_names.assign(all.begin(), all.end());
+    for (const auto& c : d.class_names) code.emplace(c, int(code.size()));
+    for (Index i = 0; i < local.size(); ++i) local(i) = code[local_names[std::size_t(local(i))]];
+  }
+  const auto parts = comm.all_gather(nmsnn::detail::pack_doubles(std::span<const double>(local.data(), std::size_t(local.size()))));
+  d.y.resize(n);
+  for (Index r = 0; r < P; ++r) {
+    const std::vector<double> v = nmsnn::detail::unpack_doubles(parts[std::size_t(r)]);
+    for (std::size_t k = 0; k < v.size(); ++k) d.y(r + Index(k) * P) = v[k];
+  }
+  return d;
 }
 
 /// Classification labels as 0..K-1 with their names: string labels as read_csv mapped them,
@@ -214,26 +261,40 @@ struct FitArgs {
   std::uint64_t seed = 0;
   int threads = 0;
   bool json = false, force = false;
+  // Distributed training, checkpoints.
+  bool distributed = false, resume = false;
+  Index group_size = 16, checkpoint_every = 0;
+  std::string checkpoint;
 };
 
-/// Test metrics as (name, value) pairs.
+/// Test metrics as (name, value) pairs, from the network's readout R (outputs x n) of the rows
+/// whose targets are y.
 template <class Net>
-std::vector<std::pair<std::string, double>> metrics_of(const Net& net, const Eigen::MatrixXd& X, const Eigen::MatrixXd& y) {
+std::vector<std::pair<std::string, double>> metrics_of_readout(const Net& net, const nmsnn::Matrix<typename Net::Scalar>& R,
+                                                               const Eigen::MatrixXd& y) {
   using Task = typename Net::TaskT;
   std::vector<std::pair<std::string, double>> m;
   if constexpr (Task::is_classifier) {
-    const nmsnn::Labels yl = y.col(0).cast<int>(), p = net.predict(X);
+    const nmsnn::Labels yl = y.col(0).cast<int>(), p = Task::labels(R);
     const auto r = nmsnn::classification_report(yl, p, net.classes());
     m = {{"accuracy", r.accuracy}, {"macro_f1", r.macro_f1}, {"weighted_f1", r.weighted_f1}};
-    const Eigen::MatrixXd proba = net.predict_proba(X).template cast<double>();
+    const Eigen::MatrixXd proba = Task::probabilities(R).template cast<double>();
     bool all = true;
     for (Index k = 0; k < net.classes(); ++k) all = all && (yl.array() == int(k)).any();
     if (all) m.push_back({"roc_auc", net.classes() == 2 ? nmsnn::roc_auc(yl, proba.col(1)) : nmsnn::roc_auc_ovr(yl, proba)});
   } else {
-    const auto r = nmsnn::regression_metrics(y.col(0), net.predict(X).col(0).template cast<double>());
+    Eigen::VectorXd pred = R.row(0).transpose().template cast<double>();
+    if (net.target_offset().size()) pred = (pred.array() * net.target_scale()(0) + net.target_offset()(0)).matrix();
+    pred = pred.cast<typename Net::Scalar>().template cast<double>();  // as predict rounds it
+    const auto r = nmsnn::regression_metrics(y.col(0), pred);
     m = {{"r2", r.r2}, {"rmse", r.rmse}, {"mae", r.mae}, {"mape", r.mape}, {"pearson_r", r.pearson_r}};
   }
   return m;
+}
+
+template <class Net>
+std::vector<std::pair<std::string, double>> metrics_of(const Net& net, const Eigen::MatrixXd& X, const Eigen::MatrixXd& y) {
+  return metrics_of_readout(net, nmsnn::Matrix<typename Net::Scalar>(net.decision_function(X).transpose()), y);
 }
 
 void print_metrics(const std::vector<std::pair<std::string, double>>& m) {
@@ -257,18 +318,26 @@ nmsnn::Report report_for(const Net& net, const Eigen::MatrixXd& X, const Eigen::
                                         .feature_names = ex.feature_names, .target_name = ex.target_name, .history = h});
 }
 
+/// comm: the distributed algorithm on its ranks (d.X is then this rank's shard, d.y every
+/// row's target); nullptr: fit on this machine.
 template <class Net>
-int fit_with(const FitArgs& a, const nmsnn::Dataset& d, const Classes* classes, const char* picked) {
+int fit_with(const FitArgs& a, const nmsnn::Dataset& d, const Classes* classes, const char* picked, nmsnn::Communicator* comm) {
   using Task = typename Net::TaskT;
   constexpr bool spiking = requires(Net n) { n.time_steps(); };
+  const bool primary = !comm || comm->rank() == 0;
   // Split (stratified for classifiers) and scale on the training part.
-  const auto split = nmsnn::train_test_split(d.rows(), a.test_size, a.seed, classes ? &classes->y : nullptr);
+  const auto split = nmsnn::train_test_split(d.total_rows, a.test_size, a.seed, classes ? &classes->y : nullptr);
   Eigen::VectorXd y = classes ? Eigen::VectorXd(classes->y.cast<double>()) : d.y;
   nmsnn::ModelExtras ex{nmsnn::Scaler(nmsnn::parse_scaling(a.scale)), d.feature_names, d.target_name,
                         classes ? classes->names : std::vector<std::string>{}};
-  Eigen::MatrixXd Xtr;
+  Eigen::MatrixXd Xtr, Xs;  // the training rows (one machine); this rank's shard, scaled
   try {
-    Xtr = ex.scaler.fit_transform(nmsnn::take_rows(d.X, split.train));
+    if (comm) {
+      ex.scaler = nmsnn::fit_scaler_distributed(nmsnn::parse_scaling(a.scale), *comm, d.X, split.train);
+      Xs = ex.scaler.transform(d.X);
+    } else {
+      Xtr = ex.scaler.fit_transform(nmsnn::take_rows(d.X, split.train));
+    }
   } catch (const nmsnn::ValueError& e) {
     long j = -1;
     const char* c = std::strstr(e.what(), "column ");
@@ -276,8 +345,9 @@ int fit_with(const FitArgs& a, const nmsnn::Dataset& d, const Classes* classes, 
       throw UsageError(std::string(e.what()) + " (column " + std::to_string(j) + " is '" + d.feature_names[std::size_t(j)] + "')");
     throw;
   }
-  const Eigen::MatrixXd Xte = ex.scaler.transform(nmsnn::take_rows(d.X, split.test));
+  const Eigen::MatrixXd Xte = comm ? Eigen::MatrixXd() : ex.scaler.transform(nmsnn::take_rows(d.X, split.test));
   const Eigen::VectorXd ytr = nmsnn::take_rows(y, split.train), yte = nmsnn::take_rows(y, split.test);
+  const Index train_rows = Index(split.train.size()), test_rows = Index(split.test.size());
   const Index outputs = classes ? (std::is_same_v<Task, Binary> ? 1 : Index(classes->names.size())) : 1;
 
   auto make = [&]() {
@@ -317,34 +387,50 @@ int fit_with(const FitArgs& a, const nmsnn::Dataset& d, const Classes* classes, 
     }
   };
   Net net = make();
-  std::fprintf(stderr, "nmsnn: task %s%s; %s model, %ld parameters; %ld training and %ld test rows\n",
-               std::string(Task::name).c_str(), picked, spiking ? "spiking" : "dense (MLP)", long(net.parameter_count()),
-               long(Xtr.rows()), long(Xte.rows()));
-  const nmsnn::FitOptions fo{.epochs = a.epochs, .batch_size = std::min<Index>(a.batch_size, Xtr.rows()), .seed = a.seed,
+  if (primary)
+    std::fprintf(stderr, "nmsnn: task %s%s; %s model, %ld parameters; %ld training and %ld test rows%s\n",
+                 std::string(Task::name).c_str(), picked, spiking ? "spiking" : "dense (MLP)", long(net.parameter_count()),
+                 long(train_rows), long(test_rows),
+                 comm ? (" (distributed over " + std::to_string(comm->size()) + " rank" + (comm->size() > 1 ? "s" : "") + ")").c_str() : "");
+  const nmsnn::FitOptions fo{.epochs = a.epochs, .batch_size = std::min<Index>(a.batch_size, train_rows), .seed = a.seed,
                              .threads = a.threads};
+  const nmsnn::DistributedOptions dopt{.group_size = a.group_size, .checkpoint_every = a.checkpoint_every,
+                                       .checkpoint = a.checkpoint, .resume = a.resume};
   nmsnn::History h;
   const auto t0 = std::chrono::steady_clock::now();
+  auto train = [&](auto& opt) {
+    if (comm) h = nmsnn::fit_distributed(net, *comm, Xs, ytr, opt, fo, dopt, split.train);
+    else h = net.fit(Xtr, ytr, opt, fo);
+  };
   if (a.optimizer == "adam") {
     nmsnn::Adam opt({.learning_rate = a.lr > 0 ? a.lr : 1e-3});
-    h = net.fit(Xtr, ytr, opt, fo);
+    train(opt);
   } else {
     nmsnn::Sgd opt({.learning_rate = a.lr > 0 ? a.lr : 1e-2, .momentum = 0.9});
-    h = net.fit(Xtr, ytr, opt, fo);
+    train(opt);
   }
   const double train_s = seconds_since(t0);
   const auto t1 = std::chrono::steady_clock::now();
-  const auto m = metrics_of(net, Xte, yte);
+  const auto m = comm ? metrics_of_readout(net, nmsnn::distributed_readout(net, *comm, Xs, split.test), yte) : metrics_of(net, Xte, yte);
   const double predict_s = seconds_since(t1);
-  if (a.out.size()) nmsnn::save_model(a.out, net, ex, {.force = a.force});
-  if (a.report.size()) report_for(net, Xte, Eigen::MatrixXd(yte), ex, "nmsnn fit: " + a.data, &h, a.data).save(a.report, a.force);
+  // The report's test rows: gathered on rank 0 when distributed.
+  const Eigen::MatrixXd Xreport = comm && a.report.size() ? nmsnn::gather_rows(*comm, Xs, split.test) : Xte;
+  auto write_outputs = [&] {
+    if (!primary) return;
+    if (a.out.size()) nmsnn::save_model(a.out, net, ex, {.force = a.force});
+    if (a.report.size()) report_for(net, Xreport, Eigen::MatrixXd(yte), ex, "nmsnn fit: " + a.data, &h, a.data).save(a.report, a.force);
+  };
+  if (comm) comm->collectively(write_outputs);
+  else write_outputs();
+  if (!primary) return 0;
   if (a.json) {
     std::printf("{\"task\": \"%s\", \"model\": \"%s\", \"metrics\": %s, \"timings\": {\"train_s\": %.4f, \"predict_s\": %.4f}, "
                 "\"epochs\": %ld, \"train_rows\": %ld, \"test_rows\": %ld}\n",
                 std::string(Task::name).c_str(), spiking ? "snn" : "mlp", metrics_json(m).c_str(), train_s, predict_s,
-                long(h.loss.size()), long(Xtr.rows()), long(Xte.rows()));
+                long(h.loss.size()), long(train_rows), long(test_rows));
   } else {
     std::printf("trained %ld epochs in %.2f s (final training loss %.4f)\ntest metrics (%ld rows, %.3f s):\n", long(h.loss.size()),
-                train_s, h.loss.empty() ? 0.0 : h.loss.back(), long(Xte.rows()), predict_s);
+                train_s, h.loss.empty() ? 0.0 : h.loss.back(), long(test_rows), predict_s);
     print_metrics(m);
     if (a.out.size()) std::printf("model saved to %s\n", a.out.c_str());
     if (a.report.size()) std::printf("report written to %s\n", a.report.c_str());
@@ -352,22 +438,31 @@ int fit_with(const FitArgs& a, const nmsnn::Dataset& d, const Classes* classes, 
   return 0;
 }
 
-int run_fit(const FitArgs& a) {
+/// comm: distributed training (--distributed, or the one-process communicator for
+/// --checkpoint-every and --resume); nullptr: a plain fit.
+int run_fit(const FitArgs& a, nmsnn::Communicator* comm) {
   if (!(a.test_size > 0 && a.test_size < 1)) throw UsageError("--test-size must be in (0, 1)");
   if (std::isnan(a.lr) || a.lr < 0) throw UsageError("--lr must be > 0");
+  if ((a.checkpoint_every > 0 || a.resume) && a.checkpoint.empty())
+    throw UsageError("--checkpoint-every and --resume need --checkpoint PATH");
+  if (!a.checkpoint.empty() && a.checkpoint_every == 0 && !a.resume)
+    throw UsageError("--checkpoint PATH needs --checkpoint-every N (write) or --resume (read)");
   if (a.threads) nmsnn::set_num_threads(a.threads);
-  // Every output checked before the data are read and the model trained.
+  // Every output checked before the data are read and the model trained (by rank 0).
   std::vector<Output> outs{{"--out", a.out, "model", nmsnn::detail::is_model_file, {}},
                            {"--report", a.report, "report", nmsnn::Report::is_report_file, {}}};
-  check_outputs(outs, {{"training data", a.data}}, a.force);
-  const nmsnn::Dataset d = read_data(a.data, a.target);
+  if (a.checkpoint_every > 0) outs.push_back({"--checkpoint", a.checkpoint, "checkpoint", nmsnn::detail::is_model_file, {}});
+  auto check = [&] { check_outputs(outs, {{"training data", a.data}}, a.force); };
+  if (comm) comm->collectively([&] { if (comm->rank() == 0) check(); });
+  else check();
+  const nmsnn::Dataset d = comm ? read_data_distributed(a.data, a.target, *comm) : read_data(a.data, a.target);
   std::string task = a.task;
   std::string picked;
   if (task == "auto") {
     std::set<double> values(d.y.data(), d.y.data() + d.y.size());
     bool integers = true;
     for (double v : values) integers = integers && v == std::round(v);
-    const std::size_t limit = std::max<std::size_t>(2, std::min<std::size_t>(20, std::size_t(d.rows()) / 5));
+    const std::size_t limit = std::max<std::size_t>(2, std::min<std::size_t>(20, std::size_t(d.total_rows) / 5));
     if (!d.class_names.empty() || (integers && values.size() <= limit)) {
       task = values.size() == 2 ? "binary" : "multiclass";
       picked = " (auto: " + std::string(d.class_names.empty() ? "integer" : "text") + " target with " + std::to_string(values.size()) +
@@ -388,12 +483,12 @@ int run_fit(const FitArgs& a) {
     throw UsageError("--task regression, but the target '" + d.target_name + "' holds text");
   }
   const bool snn = a.model == "snn";
-  if (task == "binary") return snn ? fit_with<nmsnn::SpikingNetwork<Binary>>(a, d, classes.get(), picked.c_str())
-                                   : fit_with<nmsnn::DenseNetwork<Binary>>(a, d, classes.get(), picked.c_str());
-  if (task == "multiclass") return snn ? fit_with<nmsnn::SpikingNetwork<Multi>>(a, d, classes.get(), picked.c_str())
-                                       : fit_with<nmsnn::DenseNetwork<Multi>>(a, d, classes.get(), picked.c_str());
-  return snn ? fit_with<nmsnn::SpikingNetwork<Reg>>(a, d, nullptr, picked.c_str())
-             : fit_with<nmsnn::DenseNetwork<Reg>>(a, d, nullptr, picked.c_str());
+  if (task == "binary") return snn ? fit_with<nmsnn::SpikingNetwork<Binary>>(a, d, classes.get(), picked.c_str(), comm)
+                                   : fit_with<nmsnn::DenseNetwork<Binary>>(a, d, classes.get(), picked.c_str(), comm);
+  if (task == "multiclass") return snn ? fit_with<nmsnn::SpikingNetwork<Multi>>(a, d, classes.get(), picked.c_str(), comm)
+                                       : fit_with<nmsnn::DenseNetwork<Multi>>(a, d, classes.get(), picked.c_str(), comm);
+  return snn ? fit_with<nmsnn::SpikingNetwork<Reg>>(a, d, nullptr, picked.c_str(), comm)
+             : fit_with<nmsnn::DenseNetwork<Reg>>(a, d, nullptr, picked.c_str(), comm);
 }
 
 AnyModel load_any(const std::string& path, nmsnn::ModelExtras& ex) {
@@ -558,6 +653,14 @@ int run_inspect(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // MPI starts before anything else when the job is distributed (MPI_Init may edit argv).
+  bool distributed = false;
+  for (int i = 1; i < argc; ++i) distributed = distributed || std::strcmp(argv[i], "--distributed") == 0;
+#if defined(NMSNN_HAVE_MPI)
+  std::optional<nmsnn::MpiSession> mpi_session;
+  std::optional<nmsnn::MpiCommunicator> mpi_comm;
+  if (distributed) mpi_session.emplace(argc, argv), mpi_comm.emplace();
+#endif
   CLI::App app{"nmsnn: spiking neural networks for classification and regression on CSV files"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "nmsnn 0.1.0");
@@ -604,6 +707,14 @@ int main(int argc, char** argv) {
   fit->add_option("--report", fa.report, "Write an HTML report here");
   fit->add_flag("--force", fa.force, "Replace an existing --out or --report file that nmsnn did not write");
   fit->add_flag("--json", fa.json, "One JSON line: task, model, metrics, timings");
+  fit->add_flag("--distributed", fa.distributed,
+                "Train on the ranks of an MPI job (mpirun -np P nmsnn fit ...): the same model for any P; needs a build with NMSNN_MPI");
+  fit->add_option("--group-size", fa.group_size, "Distributed: samples per gradient group, the unit of work of a rank (default 16)")
+      ->check(CLI::Range(Index(1), Index(1) << 30));
+  fit->add_option("--checkpoint", fa.checkpoint, "Checkpoint file (with --checkpoint-every or --resume)");
+  fit->add_option("--checkpoint-every", fa.checkpoint_every, "Write the checkpoint every N epochs (distributed training's algorithm)")
+      ->check(CLI::Range(Index(1), Index(1000000)));
+  fit->add_flag("--resume", fa.resume, "Continue from --checkpoint: the same command gives the model of the uninterrupted run");
 
   std::string model, data, target, out, report, memory_limit;
   bool json = false, proba = false, force = false;
@@ -639,24 +750,39 @@ int main(int argc, char** argv) {
     return 2;
   }
   int status = 0;
+  nmsnn::SerialCommunicator serial;
+  nmsnn::Communicator* comm = nullptr;
+  auto fail = [&](const std::string& msg) {
+#if defined(NMSNN_HAVE_MPI)
+    // An error of this rank alone (not agreed by every rank) must end the whole job.
+    if (comm && comm->size() > 1 && !comm->agreed_failure()) nmsnn::MpiSession::abort("nmsnn: " + msg, 2);
+#endif
+    if (!comm || comm->rank() == 0) std::cerr << "nmsnn: " << msg << "\n";
+    status = 2;
+  };
   try {
     if (!memory_limit.empty()) nmsnn::set_memory_limit(parse_size(memory_limit));
-    if (*fit) status = run_fit(fa);
+    if (*fit && fa.distributed) {
+#if defined(NMSNN_HAVE_MPI)
+      comm = &*mpi_comm;
+#else
+      throw UsageError("--distributed: this nmsnn was built without MPI (configure with -DNMSNN_MPI=ON; Debian: libopenmpi-dev)");
+#endif
+    } else if (*fit && (fa.checkpoint_every > 0 || fa.resume)) {
+      comm = &serial;
+    }
+    if (*fit) status = run_fit(fa, comm);
     else if (*eval) status = run_evaluate(model, data, target, json, report, force);
     else if (*pred) status = run_predict(model, data, out, proba, force);
     else status = run_inspect(model);
   } catch (const nmsnn::Error& e) {
-    std::cerr << "nmsnn: " << e.what() << "\n";
-    status = 2;
+    fail(e.what());
   } catch (const UsageError& e) {
-    std::cerr << "nmsnn: " << e.what() << "\n";
-    status = 2;
+    fail(e.what());
   } catch (const std::bad_alloc&) {
-    std::cerr << "nmsnn: out of memory\n";
-    status = 2;
+    fail("out of memory");
   } catch (const std::exception& e) {
-    std::cerr << "nmsnn: internal error: " << e.what() << "\n";
-    status = 2;
+    fail(std::string("internal error: ") + e.what());
   }
   // What went to standard output must have arrived (a full disk, a closed pipe).
   std::cout.flush();

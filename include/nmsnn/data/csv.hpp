@@ -33,11 +33,18 @@ struct CsvOptions {
   bool no_target = false;
   /// Longest line accepted (a guard against a file that is not CSV).
   std::size_t max_line_bytes = std::size_t(256) << 20;
+  /// A shard of the rows: only data rows i (0-based, blank lines not counted) with
+  /// i % row_stride == row_offset are parsed and kept (a distributed fit's rank r of P reads
+  /// with stride P, offset r); the others are counted, not parsed. Dataset::total_rows says
+  /// how many data rows the file has.
+  Index row_stride = 1, row_offset = 0;
 };
 
 /// Features X (one row per sample), target y, and the names that go with them.
 struct Dataset {
   Eigen::MatrixXd X;
+  /// Data rows in the file (X.rows() unless CsvOptions::row_stride > 1).
+  Index total_rows = 0;
   Eigen::VectorXd y;
   std::vector<std::string> feature_names;
   std::string target_name;
@@ -231,12 +238,18 @@ inline Dataset read_csv(const std::string& path, const CsvOptions& options = {})
   std::vector<std::size_t> row_lines;
   std::size_t text_bytes = 0;
   const std::size_t limit = memory_limit();
+  if (options.row_stride < 1 || options.row_offset < 0 || options.row_offset >= options.row_stride)
+    detail::raise<ValueError>("read_csv: row_offset must be in 0..row_stride-1 and row_stride >= 1, found ", options.row_offset,
+                              " and ", options.row_stride);
+  Index data_rows = 0;
   while (next_record(line)) {
+    if (options.row_stride > 1 && width >= 0 && data_rows++ % options.row_stride != options.row_offset) continue;
     if (!detail::split_csv_line(line, options.delimiter, fields))
       detail::raise<IoError>("read_csv: ", path, ": line ", line_no, ": unterminated quoted field");
     if (width < 0) {
       width = Index(fields.size());
       locate_target();
+      if (options.row_stride > 1 && data_rows++ % options.row_stride != options.row_offset) continue;
     }
     if (Index(fields.size()) != width)
       detail::raise<IoError>("read_csv: ", path, ": line ", line_no, " has ", fields.size(), " fields, ",
@@ -265,8 +278,11 @@ inline Dataset read_csv(const std::string& path, const CsvOptions& options = {})
                                 "raise nmsnn::set_memory_limit or split the file");
     }
   }
-  if (row_lines.empty()) detail::raise<IoError>("read_csv: '", path, "' has no data rows");
+  if (row_lines.empty())
+    detail::raise<IoError>("read_csv: '", path, "' has no data rows",
+                           options.row_stride > 1 ? detail::concat(" for shard ", options.row_offset, " of ", options.row_stride) : "");
   Dataset d;
+  d.total_rows = options.row_stride > 1 ? data_rows : Index(row_lines.size());
   const Index n = Index(row_lines.size());
   const Index features = target < 0 ? width : width - 1;
   d.X = Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(values.data(), n, features);

@@ -143,6 +143,15 @@ class Estimator {
                                                    const std::vector<double>* class_weights) const;
   /// The stream id of the next training pass (each pass draws fresh random numbers).
   std::uint32_t next_stream() { return stream_counter_++; }
+  /// The training passes made so far (the next pass's stream id); a checkpoint saves it and
+  /// set_stream_counter puts it back, so a resumed fit draws what the uninterrupted one would.
+  std::uint32_t stream_counter() const { return stream_counter_; }
+  void set_stream_counter(std::uint32_t c) { stream_counter_ = c; }
+  /// What fit does to the targets (engine layout) before training: refuses classification
+  /// labels of one class; for regression, standardises Y (and Yv) on Y's rows
+  /// (options.standardize_targets) and sets the target scaling. Distributed fits call it on
+  /// the targets every rank holds.
+  void prepare_training_targets(Matrix<Scalar>& Y, Matrix<Scalar>* Yv, const FitOptions& options);
   /// Bytes a fit allocates (estimate, saturating): a batch's buffers (workspace_bytes), the
   /// gradients, `optimizer_slots` arrays of optimiser state per parameter, the rollback and
   /// best-weights copies, the per-epoch readouts and targets of `rows` training rows, the
@@ -343,6 +352,14 @@ template <class Derived, class Task, class S>
 template <class DX, class Optimizer>
 History Estimator<Derived, Task, S>::fit_encoded(const Eigen::MatrixBase<DX>& X, Matrix<S> Y, const Eigen::MatrixXd* Xv,
                                              Matrix<S>* Yv, Optimizer& opt, const FitOptions& fo) {
+  prepare_training_targets(Y, Yv, fo);
+  return detail::allocating("fit", "allocating the training buffers, gradients and optimiser state", [&] {
+    return detail::fit_loop(self(), X, Y, Xv, Yv, opt, fo, fo.seed ? *fo.seed : self().seed());
+  });
+}
+
+template <class Derived, class Task, class S>
+void Estimator<Derived, Task, S>::prepare_training_targets(Matrix<S>& Y, Matrix<S>* Yv, const FitOptions& fo) {
   if constexpr (Task::is_classifier) {
     // A classifier cannot learn from one class: say so rather than return a constant model.
     if ((Y.row(0).array() == Y(0, 0)).all())
@@ -372,9 +389,6 @@ History Estimator<Derived, Task, S>::fit_encoded(const Eigen::MatrixBase<DX>& X,
       }
     }
   }
-  return detail::allocating("fit", "allocating the training buffers, gradients and optimiser state", [&] {
-    return detail::fit_loop(self(), X, Y, Xv, Yv, opt, fo, fo.seed ? *fo.seed : self().seed());
-  });
 }
 
 template <class Derived, class Task, class S>

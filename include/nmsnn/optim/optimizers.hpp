@@ -112,6 +112,9 @@ class Sgd {
     state_.clear();
     steps_ = 0;
   }
+  /// Sets the step count (a resumed checkpoint; its state arrays are put back through
+  /// update_rule()'s slots).
+  void restore_steps(long long steps) { steps_ = steps; }
 
   /// This step's update as data (UpdateRule), with the momentum buffers when momentum is set.
   template <FloatingScalar Scalar>
@@ -196,6 +199,9 @@ class Adam {
     state_.clear();
     steps_ = 0;
   }
+  /// Sets the step count (a resumed checkpoint; its state arrays are put back through
+  /// update_rule()'s slots).
+  void restore_steps(long long steps) { steps_ = steps; }
 
   /// This step's update as data (UpdateRule), with the moments m and v of every parameter.
   template <FloatingScalar Scalar>

@@ -124,30 +124,79 @@ std::vector<std::vector<Scalar>> snapshot(std::span<const Parameter<Scalar>> par
   return s;
 }
 
-/// The epoch loop. Model provides: Scalar, Task, next_stream(), train_and_update(Xb, Yb, ids,
-/// stream, opt, where, &readout, weights) -> loss (one guarded step), parameters(), and
-/// validation_loss_metric(Xv, Yv) -> {loss, metric}. Y (and Yv) are targets in the engine's
-/// layout (rows x n).
-template <class Model, class Derived, class Optimizer>
-History fit_loop(Model& model, const Eigen::MatrixBase<Derived>& X, const Matrix<typename Model::Scalar>& Y,
-                 const Eigen::MatrixXd* Xv, const Matrix<typename Model::Scalar>* Yv, Optimizer& opt,
-                 const FitOptions& options, std::uint64_t seed) {
+/// What the epoch loop carries from one epoch to the next: enough to continue a fit where it
+/// stopped (a distributed fit's checkpoint saves it).
+template <class Scalar>
+struct LoopState {
+  Index next_epoch = 0;  ///< 0-based: the epoch the loop runs next
+  double best = std::numeric_limits<double>::infinity();
+  Index since_best = 0;
+  std::vector<std::vector<Scalar>> best_weights;
+  History history;
+};
+
+/// The epoch loop's batches on one machine: the rows of X and Y (targets in engine layout),
+/// and the validation rows Xv, Yv when given. A source of batches provides rows(),
+/// step(idx, begin, end, stream, opt, where, R, Yb, weights) -> loss (one guarded step on
+/// the training positions idx[begin..end), its readout in R and targets in Yb),
+/// has_validation(), validation(weights) -> {loss, metric} and primary() (whether this
+/// process prints).
+template <class Model, class Derived>
+class LocalBatches {
+ public:
+  using Scalar = typename Model::Scalar;
+  LocalBatches(Model& model, const Eigen::MatrixBase<Derived>& X, const Matrix<Scalar>& Y, const Eigen::MatrixXd* Xv,
+               const Matrix<Scalar>* Yv)
+      : model_(model), X_(X), Y_(Y), Xv_(Xv), Yv_(Yv) {}
+  Index rows() const { return X_.rows(); }
+  template <class Optimizer>
+  double step(const std::vector<Index>& idx, Index begin, Index end, std::uint32_t stream, Optimizer& opt, std::string_view where,
+              Matrix<Scalar>& R, Matrix<Scalar>& Yb, const std::vector<double>* weights) {
+    gather_columns(X_, idx, begin, end, Xb_);
+    Yb.resize(Y_.rows(), end - begin);
+    ids_.resize(static_cast<std::size_t>(end - begin));
+    for (Index b = begin; b < end; ++b) {
+      Yb.col(b - begin) = Y_.col(idx[b]);
+      ids_[b - begin] = std::uint32_t(idx[b]);
+    }
+    return model_.train_and_update(Xb_, Yb, ids_.data(), stream, opt, where, &R, weights);
+  }
+  bool has_validation() const { return Xv_ != nullptr; }
+  std::pair<double, double> validation(const std::vector<double>* weights) const {
+    return model_.validation_loss_metric(*Xv_, *Yv_, weights);
+  }
+  bool primary() const { return true; }
+
+ private:
+  Model& model_;
+  const Eigen::MatrixBase<Derived>& X_;
+  const Matrix<Scalar>& Y_;
+  const Eigen::MatrixXd* Xv_;
+  const Matrix<Scalar>* Yv_;
+  Matrix<Scalar> Xb_;
+  std::vector<std::uint32_t> ids_;
+};
+
+/// The epoch loop over a source of batches (LocalBatches, a distributed fit's): shuffles,
+/// steps, the epoch's record and metric, validation, early stopping, the best weights, the
+/// callback; `state` says where to start (a resumed checkpoint) and after_epoch(state) runs
+/// after each epoch that does not end the fit. Model provides Scalar, TaskT, outputs(),
+/// next_stream() and parameters().
+template <class Model, class Batches, class Optimizer, class AfterEpoch>
+History run_epochs(Model& model, Batches& batches, Optimizer& opt, const FitOptions& options, std::uint64_t seed,
+                   LoopState<typename Model::Scalar>& state, AfterEpoch&& after_epoch) {
   using Scalar = typename Model::Scalar;
   using Task = typename Model::TaskT;
   options.validate();
   if (options.threads > 0) set_num_threads(options.threads);
-  const Index n = X.rows();
+  const Index n = batches.rows();
   const Index batch = std::min(options.batch_size, n);
   const std::vector<double>* weights = options.class_weights.empty() ? nullptr : &options.class_weights;
   const double lr0 = opt.learning_rate();
-  History history;
-  ProgressBar bar(options.progress);
-  Matrix<Scalar> Xb, Yb, R, Rall(model.outputs(), n), Yall(Y.rows(), n);
-  std::vector<std::uint32_t> ids;
-  double best = std::numeric_limits<double>::infinity();
-  std::vector<std::vector<Scalar>> best_weights;
-  Index since_best = 0;
-  for (Index epoch = 0; epoch < options.epochs; ++epoch) {
+  History& history = state.history;
+  ProgressBar bar(batches.primary() ? options.progress : Progress::off);
+  Matrix<Scalar> Yb, R, Rall(model.outputs(), n), Yall;
+  for (Index epoch = state.next_epoch; epoch < options.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     const double lr = options.schedule.rate(lr0, epoch, options.epochs);
     opt.set_learning_rate(lr);
@@ -161,16 +210,9 @@ History fit_loop(Model& model, const Eigen::MatrixBase<Derived>& X, const Matrix
     double total = 0;
     for (Index begin = 0; begin < n; begin += batch) {
       const Index end = std::min(n, begin + batch);
-      gather_columns(X, idx, begin, end, Xb);
-      Yb.resize(Y.rows(), end - begin);
-      ids.resize(static_cast<std::size_t>(end - begin));
-      for (Index b = begin; b < end; ++b) {
-        Yb.col(b - begin) = Y.col(idx[b]);
-        ids[b - begin] = std::uint32_t(idx[b]);
-      }
-      const double loss = model.train_and_update(Xb, Yb, ids.data(), stream, opt,
-                                                 concat("fit (epoch ", epoch + 1, ", batch ", begin / batch + 1, ")"), &R,
-                                                 weights);
+      const double loss = batches.step(idx, begin, end, stream, opt,
+                                       concat("fit (epoch ", epoch + 1, ", batch ", begin / batch + 1, ")"), R, Yb, weights);
+      if (Yall.size() == 0) Yall.resize(Yb.rows(), n);
       Rall.middleCols(begin, end - begin) = R;
       Yall.middleCols(begin, end - begin) = Yb;
       total += loss * double(end - begin);
@@ -184,8 +226,8 @@ History fit_loop(Model& model, const Eigen::MatrixBase<Derived>& X, const Matrix
     history.loss.push_back(rec.loss);
     history.metric.push_back(rec.metric);
     history.learning_rate.push_back(lr);
-    if (Xv) {
-      const auto [vl, vm] = model.validation_loss_metric(*Xv, *Yv, weights);
+    if (batches.has_validation()) {
+      const auto [vl, vm] = batches.validation(weights);
       rec.val_loss = vl;
       rec.val_metric = vm;
       history.val_loss.push_back(vl);
@@ -195,32 +237,46 @@ History fit_loop(Model& model, const Eigen::MatrixBase<Derived>& X, const Matrix
     history.seconds.push_back(rec.seconds);
     bar.end_epoch(rec);
     const double monitored = rec.val_loss ? *rec.val_loss : rec.loss;
-    if (monitored < best - options.min_delta) {
-      best = monitored;
+    if (monitored < state.best - options.min_delta) {
+      state.best = monitored;
       history.best_epoch = epoch + 1;
-      since_best = 0;
-      if (options.restore_best && (options.patience > 0 || Xv)) {
+      state.since_best = 0;
+      if (options.restore_best && (options.patience > 0 || batches.has_validation())) {
         const auto params = model.parameters();
-        best_weights = snapshot<Scalar>(std::span<const Parameter<Scalar>>(params));
+        state.best_weights = snapshot<Scalar>(std::span<const Parameter<Scalar>>(params));
       }
     } else {
-      ++since_best;
+      ++state.since_best;
     }
+    state.next_epoch = epoch + 1;
     if (options.callback && !options.callback(rec)) {
       history.stopped_early = true;
       break;
     }
-    if (options.patience > 0 && since_best >= options.patience) {
+    if (options.patience > 0 && state.since_best >= options.patience) {
       history.stopped_early = true;
       break;
     }
+    if (epoch + 1 < options.epochs) after_epoch(static_cast<const LoopState<Scalar>&>(state));
   }
-  if (!best_weights.empty() && history.best_epoch != Index(history.loss.size())) {
+  if (!state.best_weights.empty() && history.best_epoch != Index(history.loss.size())) {
     const auto params = model.parameters();
-    for (std::size_t k = 0; k < params.size(); ++k) std::copy(best_weights[k].begin(), best_weights[k].end(), params[k].value);
+    for (std::size_t k = 0; k < params.size(); ++k)
+      std::copy(state.best_weights[k].begin(), state.best_weights[k].end(), params[k].value);
   }
   opt.set_learning_rate(lr0);
   return history;
+}
+
+/// The epoch loop on one machine (Estimator::fit). Y (and Yv) are targets in the engine's
+/// layout (rows x n).
+template <class Model, class Derived, class Optimizer>
+History fit_loop(Model& model, const Eigen::MatrixBase<Derived>& X, const Matrix<typename Model::Scalar>& Y,
+                 const Eigen::MatrixXd* Xv, const Matrix<typename Model::Scalar>* Yv, Optimizer& opt,
+                 const FitOptions& options, std::uint64_t seed) {
+  LocalBatches<Model, Derived> batches(model, X, Y, Xv, Yv);
+  LoopState<typename Model::Scalar> state;
+  return run_epochs(model, batches, opt, options, seed, state, [](const auto&) {});
 }
 
 }  // namespace nmsnn::detail
