@@ -3,7 +3,11 @@
 //
 //   nmsnn-bench WORKLOAD [--threads N] [--batches K] [--min-time S] [--chunk-bytes N]
 //                        [--device cpu|cuda|emulate] [--host-update] [--T STEPS]
-//                        [--recompute automatic|always|never]
+//                        [--recompute automatic|always|never] [--mpi]
+//
+// --mpi (a build with NMSNN_MPI, under mpirun -np P): K global batches trained by
+// fit_distributed on the P ranks; prints the step time, its compute, communication and update
+// parts, and the all-reduce's bytes and bus bandwidth (see run_mpi).
 //
 // --T replaces the workload's number of time steps; --recompute sets whether a LIF network's
 // backward recomputes segments of its forward instead of keeping every step
@@ -39,6 +43,9 @@
 #if defined(NMSNN_BENCH_CUDA)
 #include <nmsnn/cuda.hpp>
 #endif
+#if defined(NMSNN_HAVE_MPI)
+#include <nmsnn/distributed/mpi.hpp>
+#endif
 
 #include <sys/resource.h>
 
@@ -48,6 +55,7 @@
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -79,6 +87,7 @@ bool lif_workload(const Workload& w) { return w.neuron != nmsnn::NeuronModel::gr
 std::string device = "cpu";  // --device
 std::string recompute;       // --recompute (empty: the network's automatic choice)
 bool host_update = false;    // --host-update
+bool mpi_mode = false;       // --mpi
 
 /// One training step: the passes and the optimiser's update (on a device engine, all of it
 /// on the device: ExternalEngine::step).
@@ -165,6 +174,66 @@ Net make_net(const Workload& w) {
                 .dropout = 0.0, .seed = 0});
 }
 
+#if defined(NMSNN_HAVE_MPI)
+/// --mpi (under mpirun -np P): `batches` global batches of the workload trained by
+/// fit_distributed on the P ranks after one warm-up batch. Rank 0 prints one JSON line: the
+/// wall time per step, each part of it on rank 0 and the largest over the ranks (compute:
+/// the groups' passes; communicate: the collectives, waits included; update: the optimiser),
+/// the bytes all-reduced per step, and the all-reduce alone on a buffer of that size timed
+/// apart (its bus bandwidth: 2 (P - 1) / P x bytes / time, the ring algorithm's traffic).
+template <class Net, class Opt>
+int run_mpi(const std::string& name, const Workload& w, Net& net, Opt& opt, int threads, int batches,
+            nmsnn::CounterRng& rng) {
+  nmsnn::MpiCommunicator comm;
+  const Eigen::Index n = w.batch * (batches + 1), F = w.inputs;
+  constexpr bool regression = std::is_same_v<typename Net::TaskT, nmsnn::Regression>;
+  Eigen::MatrixXd X(n, F), y(n, regression ? w.outputs : 1);
+  for (Eigen::Index i = 0; i < n; ++i) {
+    for (Eigen::Index j = 0; j < F; ++j)
+      X(i, j) = lif_workload(w) ? 0.1 : name.rfind("mnist", 0) == 0 ? (rng.uniform() < 0.19 ? rng.uniform() : 0.0) : rng.normal();
+    for (Eigen::Index k = 0; k < y.cols(); ++k)
+      y(i, k) = std::strcmp(w.loss, "bce") == 0 ? double(rng.uniform() > 0.5)
+                : std::strcmp(w.loss, "ce") == 0 ? double(rng.below(std::uint64_t(w.outputs)))
+                                                 : rng.normal();
+  }
+  const Eigen::MatrixXd Xs = nmsnn::shard_rows(X, comm);
+  nmsnn::DistributedStats warm, stats;
+  const nmsnn::FitOptions fo{.epochs = 1, .batch_size = w.batch, .shuffle = false, .threads = threads,
+                             .progress = nmsnn::Progress::off};
+  {
+    // One batch to warm up (first touch of the buffers).
+    const Eigen::MatrixXd Xw = nmsnn::shard_rows(Eigen::MatrixXd(X.topRows(w.batch)), comm);
+    const Eigen::MatrixXd yw = y.topRows(w.batch);
+    nmsnn::fit_distributed(net, comm, Xw, yw, opt, fo, {.stats = &warm});
+  }
+  comm.barrier();
+  const double t0 = now();
+  nmsnn::fit_distributed(net, comm, Xs, y, opt, fo, {.stats = &stats});
+  comm.barrier();
+  const double wall = (now() - t0) / double(stats.steps);
+  double worst[3] = {stats.compute_s, stats.communicate_s, stats.update_s};
+  comm.max_in_place(worst);
+  // The all-reduce alone, on the gradients' bytes.
+  std::vector<std::int64_t> buf(stats.allreduce_bytes / std::size_t(stats.steps) / sizeof(std::int64_t), 1);
+  const int reps = 20;
+  comm.barrier();
+  const double a0 = now();
+  for (int r = 0; r < reps; ++r) comm.sum_in_place(buf);
+  const double ar = (now() - a0) / reps;
+  const double P = comm.size(), bytes = double(buf.size() * sizeof(std::int64_t));
+  if (comm.rank() == 0)
+    std::printf("{\"workload\": \"%s\", \"mpi_ranks\": %d, \"threads\": %d, \"batch\": %ld, \"group_size\": 16, \"steps\": %ld, "
+                "\"sec_per_step\": %.5f, \"compute_s\": %.5f, \"compute_s_max\": %.5f, \"communicate_s\": %.5f, "
+                "\"communicate_s_max\": %.5f, \"update_s\": %.5f, \"allreduce_bytes\": %.0f, \"exchange_bytes\": %.0f, "
+                "\"allreduce_s\": %.6f, \"allreduce_bus_gbps\": %.3f}\n",
+                name.c_str(), comm.size(), threads, long(w.batch), long(stats.steps), wall, stats.compute_s / double(stats.steps),
+                worst[0] / double(stats.steps), stats.communicate_s / double(stats.steps), worst[1] / double(stats.steps),
+                worst[2] / double(stats.steps), bytes, double(stats.exchanged_bytes) / double(stats.steps), ar,
+                P > 1 ? 2.0 * (P - 1) / P * bytes / ar * 1e-9 : 0.0);
+  return 0;
+}
+#endif
+
 template <class Net, class Opt>
 int run(const std::string& name, const Workload& w, Opt& opt, int threads, int batches, double min_seconds) {
   constexpr bool spiking = requires(Net n) { n.time_steps(); };
@@ -195,6 +264,13 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
   [[maybe_unused]] const Eigen::Index T = spiking ? w.T : 1;
   // Synthetic data of the reference's distribution.
   nmsnn::CounterRng rng(0, nmsnn::RandomDomain::split, 1);
+  if (mpi_mode) {
+#if defined(NMSNN_HAVE_MPI)
+    return run_mpi(name, w, net, opt, threads, batches, rng);
+#else
+    throw nmsnn::ValueError("--mpi: this nmsnn-bench was built without MPI (configure with -DNMSNN_MPI=ON)");
+#endif
+  }
   nmsnn::Matrix<float> Xb(w.inputs, w.batch);
   for (Eigen::Index i = 0; i < Xb.size(); ++i) {
     if (lif_workload(w)) {
@@ -325,9 +401,14 @@ int run(const std::string& name, const Workload& w, Opt& opt, int threads, int b
 }  // namespace
 
 int main(int argc, char** argv) try {
+#if defined(NMSNN_HAVE_MPI)
+  std::optional<nmsnn::MpiSession> mpi_session;
+  for (int i = 1; i < argc; ++i)
+    if (std::strcmp(argv[i], "--mpi") == 0 && !mpi_session) mpi_session.emplace(argc, argv);
+#endif
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0) {
     std::cerr << "usage: nmsnn-bench WORKLOAD [--threads N] [--batches K] [--min-time S] [--chunk-bytes N] [--host-update]\n"
-                 "                   [--device cpu|cuda|emulate] [--T STEPS] [--recompute automatic|always|never]\n"
+                 "                   [--device cpu|cuda|emulate] [--T STEPS] [--recompute automatic|always|never] [--mpi]\n"
                  "WORKLOAD: binary, binary_noisy, iris, mnist, regression, each also with _mlp;\n"
                  "          lif_512, lif_4096, synaptic_512 (one LIF layer; no _mlp);\n"
                  "          gemm (Eigen's own large product, for reference)\n";
@@ -344,6 +425,7 @@ int main(int argc, char** argv) try {
     else if (std::strcmp(argv[i], "--chunk-bytes") == 0 && i + 1 < argc)  // nmsnn::set_engine_chunk_bytes
       nmsnn::set_engine_chunk_bytes(std::stoul(argv[++i]));
     else if (std::strcmp(argv[i], "--host-update") == 0) host_update = true;
+    else if (std::strcmp(argv[i], "--mpi") == 0) mpi_mode = true;
     else if (std::strcmp(argv[i], "--T") == 0 && i + 1 < argc) T_override = std::stol(argv[++i]);
     else if (std::strcmp(argv[i], "--recompute") == 0 && i + 1 < argc) recompute = argv[++i];
     else if (std::strcmp(argv[i], "--device") == 0 && i + 1 < argc) {

@@ -259,3 +259,22 @@ TEST_CASE("read_csv: a shard of the rows (row_stride, row_offset)") {
   CHECK_THROWS_AS(read_csv(path, {.row_stride = 2, .row_offset = 2}), ValueError);
   std::remove(path.c_str());
 }
+
+TEST_CASE("read_idx: a shard of the records, the others skipped") {
+  const std::string path = "shard_" + std::to_string(::getpid()) + ".idx";
+  {
+    std::ofstream f(path, std::ios::binary);
+    const unsigned char head[] = {0, 0, 8, 3, 0, 0, 0, 5, 0, 0, 0, 2, 0, 0, 0, 2};
+    f.write(reinterpret_cast<const char*>(head), sizeof head);
+    for (int i = 0; i < 20; ++i) f.put(char(i * 10));
+  }
+  const Eigen::MatrixXd all = read_idx_images(path), odd = read_idx_images(path, 2, 1);
+  REQUIRE(all.rows() == 5);
+  REQUIRE(odd.rows() == 2);
+  CHECK(odd.row(0) == all.row(1));
+  CHECK(odd.row(1) == all.row(3));
+  CHECK(read_idx(path, 3, 2).total_records == 5);
+  CHECK(read_idx(path, 3, 2).dims[0] == 1);
+  CHECK_THROWS_AS(read_idx(path, 2, 5), ValueError);
+  std::remove(path.c_str());
+}

@@ -19,9 +19,16 @@ namespace nmsnn {
 struct IdxArray {
   std::vector<Index> dims;
   std::vector<std::uint8_t> data;
+  Index total_records = 0;  ///< the file's first dimension
 };
 
-inline IdxArray read_idx(const std::string& path) {
+/// The file's array; with row_stride > 1 only the records (entries of the first dimension)
+/// i with i % row_stride == row_offset are read (a distributed fit's shard: dims[0] then
+/// counts the records read, total_records the file's), the others are skipped unread.
+inline IdxArray read_idx(const std::string& path, Index row_stride = 1, Index row_offset = 0) {
+  if (row_stride < 1 || row_offset < 0 || row_offset >= row_stride)
+    detail::raise<ValueError>("read_idx: row_offset must be in 0..row_stride-1 and row_stride >= 1, found ", row_offset, " and ",
+                              row_stride);
   require_regular_file(path, "read_idx");  // a FIFO or a device refused before it is opened
   std::ifstream in(path, std::ios::binary);
   if (!in) detail::raise<IoError>("read_idx: cannot open '", path, "'");
@@ -51,17 +58,30 @@ inline IdxArray read_idx(const std::string& path) {
   const std::uint64_t header = 4 + 4 * std::uint64_t(nd);
   if (size != header + count)
     detail::raise<IoError>("read_idx: ", path, ": expected ", header + count, " bytes, the file has ", size);
-  detail::check_memory_need(detail::sat_mul(detail::to_size(count), 9), memory_limit(), "read_idx: " + path,
+  const std::uint64_t records = std::uint64_t(a.dims[0]), record = count / records;
+  const std::uint64_t kept = records > std::uint64_t(row_offset) ? (records - std::uint64_t(row_offset) + std::uint64_t(row_stride) - 1) / std::uint64_t(row_stride) : 0;
+  a.total_records = a.dims[0];
+  a.dims[0] = Index(kept);
+  detail::check_memory_need(detail::sat_mul(detail::to_size(kept * record), 9), memory_limit(), "read_idx: " + path,
                             "the file's values (and their copy as doubles)");
-  detail::allocating("read_idx", "reading '" + path + "'", [&] { a.data.resize(count); });
-  if (!in.read(reinterpret_cast<char*>(a.data.data()), std::streamsize(count)))
-    detail::raise<IoError>("read_idx: ", path, ": truncated data");
+  detail::allocating("read_idx", "reading '" + path + "'", [&] { a.data.resize(kept * record); });
+  if (row_stride == 1) {
+    if (!in.read(reinterpret_cast<char*>(a.data.data()), std::streamsize(count)))
+      detail::raise<IoError>("read_idx: ", path, ": truncated data");
+    return a;
+  }
+  for (std::uint64_t k = 0; k < kept; ++k) {
+    in.seekg(std::streamoff(header + (std::uint64_t(row_offset) + k * std::uint64_t(row_stride)) * record));
+    if (!in.read(reinterpret_cast<char*>(a.data.data() + k * record), std::streamsize(record)))
+      detail::raise<IoError>("read_idx: ", path, ": truncated data");
+  }
   return a;
 }
 
 /// Images as rows of pixel values scaled to [0, 1] (n x (rows * cols)).
-inline Eigen::MatrixXd read_idx_images(const std::string& path) {
-  const IdxArray a = read_idx(path);
+/// With row_stride > 1: only images i with i % row_stride == row_offset (read_idx's shard).
+inline Eigen::MatrixXd read_idx_images(const std::string& path, Index row_stride = 1, Index row_offset = 0) {
+  const IdxArray a = read_idx(path, row_stride, row_offset);
   if (a.dims.size() != 3) detail::raise<IoError>("read_idx_images: ", path, ": expected 3 dimensions, found ", a.dims.size());
   const Index n = a.dims[0], p = a.dims[1] * a.dims[2];
   Eigen::MatrixXd X(n, p);
@@ -70,8 +90,8 @@ inline Eigen::MatrixXd read_idx_images(const std::string& path) {
   return X;
 }
 
-inline Eigen::VectorXd read_idx_labels(const std::string& path) {
-  const IdxArray a = read_idx(path);
+inline Eigen::VectorXd read_idx_labels(const std::string& path, Index row_stride = 1, Index row_offset = 0) {
+  const IdxArray a = read_idx(path, row_stride, row_offset);
   if (a.dims.size() != 1) detail::raise<IoError>("read_idx_labels: ", path, ": expected 1 dimension, found ", a.dims.size());
   Eigen::VectorXd y(a.dims[0]);
   for (Index i = 0; i < y.size(); ++i) y(i) = a.data[std::size_t(i)];

@@ -21,6 +21,7 @@
 // (CMake option NMSNN_MPI) adds MpiCommunicator.
 #pragma once
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -138,6 +139,16 @@ class SerialCommunicator final : public Communicator {
   void barrier() override {}
 };
 
+/// Where a distributed fit's time went on this rank (DistributedOptions::stats), summed over
+/// its training steps: the groups' forward and backward passes and the fixed-point rounding
+/// (compute), the collectives including the wait for slower ranks (communicate), and the
+/// bytes of the gradients' all-reduce.
+struct DistributedStats {
+  Index steps = 0;
+  double compute_s = 0, communicate_s = 0, update_s = 0;
+  std::size_t allreduce_bytes = 0, exchanged_bytes = 0;
+};
+
 /// Settings of a distributed fit, beyond FitOptions.
 struct DistributedOptions {
   /// Samples per gradient group: the unit of work given to a rank. The model depends on it
@@ -151,6 +162,8 @@ struct DistributedOptions {
   /// Continue from the checkpoint file: the same network settings, data, FitOptions and
   /// group size give the model the uninterrupted fit gives.
   bool resume = false;
+  /// When set, each training step adds its times to it.
+  DistributedStats* stats = nullptr;
 
   void validate() const {
     if (group_size < 1) detail::raise<ValueError>("fit_distributed: group_size must be >= 1, found ", group_size);
@@ -276,9 +289,10 @@ class DistributedBatches {
   using Task = typename Net::TaskT;
 
   DistributedBatches(Net& net, Communicator& comm, const Eigen::MatrixXd& X_local, std::vector<Index> train_rows,
-                     const Matrix<Scalar>& Y, std::vector<Index> val_rows, const Matrix<Scalar>* Yv, Index group_size)
+                     const Matrix<Scalar>& Y, std::vector<Index> val_rows, const Matrix<Scalar>* Yv, Index group_size,
+                     DistributedStats* stats = nullptr)
       : net_(net), comm_(comm), X_(X_local), train_rows_(std::move(train_rows)), Y_(Y), val_rows_(std::move(val_rows)),
-        Yv_(Yv), group_size_(group_size) {}
+        Yv_(Yv), group_size_(group_size), stats_(stats) {}
 
   Index rows() const { return Index(train_rows_.size()); }
   bool has_validation() const { return Yv_ != nullptr; }
@@ -312,8 +326,11 @@ class DistributedBatches {
     }
     for (auto& s : share) s = total_weight > 0 ? s / total_weight : 0.0;
 
+    mark_ = std::chrono::steady_clock::now();
     std::vector<Matrix<Scalar>> units;
     comm_.collectively([&] { units = exchange(rows, group_size_); });
+    if (stats_) stats_->exchanged_bytes += std::size_t(m) * std::size_t(X_.cols()) * sizeof(double);
+    lap(&DistributedStats::communicate_s);
     const auto params = net_.parameters();
     const std::size_t T = params.size();
     const std::vector<double> running0 = running_statistics(net_);
@@ -351,6 +368,7 @@ class DistributedBatches {
         payload += pack_doubles(rec);
       }
     });
+    lap(&DistributedStats::compute_s);
     // Readouts, losses and statistics of every group, in group order.
     const std::vector<std::string> all = comm_.all_gather(payload);
     R.resize(K, m);
@@ -383,6 +401,7 @@ class DistributedBatches {
       set_running_statistics(net_, mean);
     }
     comm_.max_in_place(maxima);
+    lap(&DistributedStats::communicate_s);
     if (!std::isfinite(loss)) {
       restore_statistics();
       diverged_loss(where, loss);
@@ -402,7 +421,10 @@ class DistributedBatches {
       for (std::size_t t = 0; t < T; ++t)
         for (Index i = 0; i < params[t].size; ++i, ++k) fx.acc[k] += FixedPointSum::quantize(flat[k], fx.shift[t]);
     }
+    lap(&DistributedStats::compute_s);
     comm_.sum_in_place(fx.acc);
+    lap(&DistributedStats::communicate_s);
+    if (stats_) stats_->allreduce_bytes += fx.acc.size() * sizeof(std::int64_t), ++stats_->steps;
     sum_.resize(total);
     std::vector<Parameter<Scalar>> summed;
     std::size_t k0 = 0;
@@ -417,6 +439,7 @@ class DistributedBatches {
       restore_statistics();
       throw;
     }
+    lap(&DistributedStats::update_s);
     return loss;
   }
 
@@ -470,7 +493,15 @@ class DistributedBatches {
   std::vector<Index> val_rows_;
   const Matrix<Scalar>* Yv_;
   Index group_size_;
+  DistributedStats* stats_;
   std::vector<Scalar> sum_;
+  std::chrono::steady_clock::time_point mark_;
+  /// Adds the time since the last mark to `field` of the stats (when kept).
+  void lap(double DistributedStats::*field) {
+    const auto t = std::chrono::steady_clock::now();
+    if (stats_) stats_->*field += std::chrono::duration<double>(t - mark_).count();
+    mark_ = t;
+  }
 };
 
 // --- checkpoints -----------------------------------------------------------------------------
@@ -684,7 +715,7 @@ History fit_distributed(Net& net, Communicator& comm, const Eigen::MatrixXd& X_l
   detail::LoopState<Scalar> state;
   if (d.resume) comm.collectively([&] { state = detail::read_checkpoint(d.checkpoint, net, opt, fingerprint); });
   detail::DistributedBatches<Net> batches(net, comm, X_local, std::move(train_rows), Yt, std::move(val_rows),
-                                          Yv.size() ? &Yv : nullptr, d.group_size);
+                                          Yv.size() ? &Yv : nullptr, d.group_size, d.stats);
   return detail::run_epochs(net, batches, opt, fo, seed, state, [&](const detail::LoopState<Scalar>& st) {
     if (d.checkpoint_every <= 0 || st.next_epoch % d.checkpoint_every != 0) return;
     comm.collectively([&] {
