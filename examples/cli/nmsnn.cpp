@@ -10,8 +10,8 @@
 //         [--test-size 0.25] [--scale standard|minmax|none] [--seed S] [--threads N]
 //         [--out MODEL] [--report REPORT.html] [--force] [--memory-limit SIZE] [--json]
 //         [--distributed] [--group-size 16] [--checkpoint PATH --checkpoint-every N] [--resume]
-//   nmsnn evaluate MODEL DATA.csv --target COL [--json] [--report REPORT.html] [--force]
-//   nmsnn predict MODEL DATA.csv [--out PREDICTIONS.csv] [--proba] [--force]
+//   nmsnn evaluate MODEL DATA.csv --target COL [--json] [--report REPORT.html] [--force] [--by-position]
+//   nmsnn predict MODEL DATA.csv [--out PREDICTIONS.csv] [--proba] [--force] [--by-position]
 //   nmsnn inspect MODEL
 //
 // Every mistake gets one line on standard error and exit status 2, and so does a failed write
@@ -508,25 +508,45 @@ AnyModel load_any(const std::string& path, nmsnn::ModelExtras& ex) {
   throw nmsnn::IoError("'" + path + "' holds an unknown model (kind '" + kind + "', task '" + task + "')");
 }
 
-/// The features of a CSV file in the order the model was trained on: by name when the model
-/// knows its feature names and the header has them all, else by position.
-Eigen::MatrixXd model_features(const nmsnn::Dataset& d, const nmsnn::ModelExtras& ex, Index inputs, const std::string& path) {
-  bool by_name = !ex.feature_names.empty();
-  for (const auto& n : ex.feature_names)
-    by_name = by_name && std::find(d.feature_names.begin(), d.feature_names.end(), n) != d.feature_names.end();
-  if (by_name) {
-    Eigen::MatrixXd X(d.rows(), Index(ex.feature_names.size()));
-    for (std::size_t j = 0; j < ex.feature_names.size(); ++j)
-      X.col(Index(j)) = d.X.col(Index(std::find(d.feature_names.begin(), d.feature_names.end(), ex.feature_names[j]) - d.feature_names.begin()));
-    return ex.scaler.transform(X);
+/// The features of a CSV file in the order the model was trained on: matched by name (every
+/// feature of the model must be a column, and every column other than the target a feature of
+/// the model; a renamed column is an error naming it), or by position with --by-position.
+Eigen::MatrixXd model_features(const nmsnn::Dataset& d, const nmsnn::ModelExtras& ex, Index inputs, const std::string& path,
+                               bool by_position) {
+  if (by_position) {
+    if (d.features() != inputs)
+      throw UsageError(path + ": " + std::to_string(d.features()) + " feature columns, the model takes " + std::to_string(inputs));
+    return ex.scaler.transform(d.X);
   }
-  if (d.features() != inputs)
-    throw UsageError(path + ": " + std::to_string(d.features()) + " feature columns, the model takes " + std::to_string(inputs));
-  return ex.scaler.transform(d.X);
+  if (ex.feature_names.empty())
+    throw UsageError(path + ": the model does not know its features' names; --by-position matches the columns by position");
+  auto quoted = [](const std::vector<std::string>& names) {
+    std::string s;
+    for (std::size_t i = 0; i < names.size() && i < 20; ++i) s += (i ? ", '" : "'") + names[i] + "'";
+    return names.size() > 20 ? s + ", ..." : s;
+  };
+  auto has = [](const std::vector<std::string>& names, const std::string& n) {
+    return std::find(names.begin(), names.end(), n) != names.end();
+  };
+  std::vector<std::string> missing, unknown;
+  for (const auto& n : ex.feature_names)
+    if (!has(d.feature_names, n)) missing.push_back(n);
+  for (const auto& n : d.feature_names)
+    if (!has(ex.feature_names, n)) unknown.push_back(n);
+  if (!missing.empty() || !unknown.empty()) {
+    std::string msg = path + ": the columns do not match the model's features by name:";
+    if (!missing.empty()) msg += " no column " + quoted(missing) + ";";
+    if (!unknown.empty()) msg += " unknown column " + quoted(unknown) + " (not a feature of the model);";
+    throw UsageError(msg + " the model's features are " + quoted(ex.feature_names) + " (--by-position matches the columns by position)");
+  }
+  Eigen::MatrixXd X(d.rows(), Index(ex.feature_names.size()));
+  for (std::size_t j = 0; j < ex.feature_names.size(); ++j)
+    X.col(Index(j)) = d.X.col(Index(std::find(d.feature_names.begin(), d.feature_names.end(), ex.feature_names[j]) - d.feature_names.begin()));
+  return ex.scaler.transform(X);
 }
 
 int run_evaluate(const std::string& model_path, const std::string& data, const std::string& target, bool json,
-                 const std::string& report, bool force) {
+                 const std::string& report, bool force, bool by_position) {
   std::vector<Output> outs{{"--report", report, "report", nmsnn::Report::is_report_file, {}}};
   check_outputs(outs, {{"model", model_path}, {"data file", data}}, force);
   nmsnn::ModelExtras ex;
@@ -535,7 +555,7 @@ int run_evaluate(const std::string& model_path, const std::string& data, const s
   return std::visit(
       [&](const auto& net) {
         using Task = typename std::decay_t<decltype(net)>::TaskT;
-        const Eigen::MatrixXd X = model_features(d, ex, net.inputs(), data);
+        const Eigen::MatrixXd X = model_features(d, ex, net.inputs(), data, by_position);
         Eigen::MatrixXd y;
         if constexpr (Task::is_classifier) {
           if (ex.class_names.empty()) throw nmsnn::IoError(model_path + ": a classifier without class names");
@@ -580,7 +600,8 @@ std::string predictions_header(const AnyModel& model, const nmsnn::ModelExtras& 
   return s;
 }
 
-int run_predict(const std::string& model_path, const std::string& data, const std::string& out, bool proba, bool force) {
+int run_predict(const std::string& model_path, const std::string& data, const std::string& out, bool proba, bool force,
+                bool by_position) {
   nmsnn::ModelExtras ex;
   const AnyModel model = load_any(model_path, ex);
   const std::string header = predictions_header(model, ex, proba);
@@ -607,7 +628,7 @@ int run_predict(const std::string& model_path, const std::string& data, const st
   std::string csv = std::visit(
       [&](const auto& net) {
         using Task = typename std::decay_t<decltype(net)>::TaskT;
-        const Eigen::MatrixXd X = model_features(d, ex, net.inputs(), data);
+        const Eigen::MatrixXd X = model_features(d, ex, net.inputs(), data, by_position);
         std::string s = header + "\n";
         if constexpr (Task::is_classifier) {
           const nmsnn::Labels p = net.predict(X);
@@ -717,7 +738,7 @@ int main(int argc, char** argv) {
   fit->add_flag("--resume", fa.resume, "Continue from --checkpoint: the same command gives the model of the uninterrupted run");
 
   std::string model, data, target, out, report, memory_limit;
-  bool json = false, proba = false, force = false;
+  bool json = false, proba = false, force = false, by_position = false;
   auto* eval = app.add_subcommand("evaluate", "Metrics of a saved model on a CSV file");
   eval->add_option("model", model, "Model file")->required();
   eval->add_option("data", data, "CSV file")->required();
@@ -731,6 +752,9 @@ int main(int argc, char** argv) {
   pred->add_option("--out", out, "Write the predictions here (default: standard output)");
   pred->add_flag("--proba", proba, "Add class probabilities");
   pred->add_flag("--force", force, "Replace an existing --out file that nmsnn did not write");
+  for (auto* sub : {eval, pred})
+    sub->add_flag("--by-position", by_position,
+                  "Match the CSV's feature columns to the model's by position (default: by name; a missing or unknown column is an error)");
   for (auto* sub : {fit, eval, pred})
     sub->add_option("--memory-limit", memory_limit,
                     "Most memory training or predicting may take, e.g. 512M or 2G; 0: none (default: what the machine has free)");
@@ -772,8 +796,8 @@ int main(int argc, char** argv) {
       comm = &serial;
     }
     if (*fit) status = run_fit(fa, comm);
-    else if (*eval) status = run_evaluate(model, data, target, json, report, force);
-    else if (*pred) status = run_predict(model, data, out, proba, force);
+    else if (*eval) status = run_evaluate(model, data, target, json, report, force, by_position);
+    else if (*pred) status = run_predict(model, data, out, proba, force, by_position);
     else status = run_inspect(model);
   } catch (const nmsnn::Error& e) {
     fail(e.what());

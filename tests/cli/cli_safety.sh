@@ -49,6 +49,23 @@ case $case in
     want="is the model"; expect_error predict m.safetensors v.csv --out m.safetensors; same m.safetensors m0
     want="is the data file"; expect_error predict m.safetensors v.csv --out v.csv; same v.csv "$data/iris.csv"
     want="is the model"; expect_error evaluate m.safetensors v.csv --report m.safetensors; same m.safetensors m0 ;;
+  predict_columns_by_name)
+    # Columns are matched by name: reordered columns give the same predictions; a renamed or an
+    # extra column is an error naming it (nothing written); --by-position matches by position.
+    "$nmsnn" fit v.csv --target target --epochs 2 --time-steps 4 --out m.safetensors > /dev/null || fail "fit failed"
+    "$nmsnn" predict m.safetensors v.csv --out p.csv 2>/dev/null || fail "predict failed"
+    awk -F, -v OFS=, '{ print $3, $1, $5, $4, $2 }' v.csv > reordered.csv
+    "$nmsnn" predict m.safetensors reordered.csv --out p2.csv 2>/dev/null || fail "predict on reordered columns failed"
+    cmp -s p.csv p2.csv || fail "reordered columns changed the predictions"
+    sed '1s/sepal_length/sepal_len/' v.csv > renamed.csv
+    want="no column 'sepal_length'; unknown column 'sepal_len'"; expect_error predict m.safetensors renamed.csv --out p3.csv
+    [ ! -e p3.csv ] || fail "predictions written for a renamed column"
+    want="unknown column 'sepal_len'"; expect_error evaluate m.safetensors renamed.csv
+    "$nmsnn" predict m.safetensors renamed.csv --by-position --out p4.csv 2>/dev/null || fail "--by-position failed"
+    cmp -s p.csv p4.csv || fail "--by-position changed the predictions"
+    awk -F, -v OFS=, '{ print $0, (NR == 1 ? "extra" : 1) }' v.csv > extra.csv
+    want="unknown column 'extra'"; expect_error predict m.safetensors extra.csv
+    want="5 feature columns, the model takes 4"; expect_error predict m.safetensors extra.csv --by-position ;;
   predict_out_replaces_only_predictions)
     "$nmsnn" fit v.csv "${fit_quick[@]}" --out m.safetensors >/dev/null || fail "fit failed"
     "$nmsnn" predict m.safetensors v.csv --out p.csv 2>/dev/null || fail "predict failed"
