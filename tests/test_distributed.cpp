@@ -72,7 +72,9 @@ void same_for_every_rank_count(const Make& make, const Data& d, Opt opt, FitOpti
     CHECK(train_on(P, make, d, opt, fo) == one);
   }
   // The comparison sees a change of summation order: other groups give other bits.
-  const Outcome other_groups = train_on(2, make, d, opt, fo, {.group_size = 8});
+  DistributedOptions groups_of_8;
+  groups_of_8.group_size = 8;
+  const Outcome other_groups = train_on(2, make, d, opt, fo, groups_of_8);
   CHECK(other_groups.weights != one.weights);
   // The serial communicator, with 1 and 2 threads: the same model again.
   for (int threads : {1, 2}) {

@@ -6,6 +6,10 @@
 // count, which changes rounding). Eigen's internal threading is therefore switched off.
 #pragma once
 
+#if (defined(_MSVC_LANG) ? _MSVC_LANG : __cplusplus) < 202002L
+#error "nmsnn needs C++20: compile with -std=c++20 (or later); the nmsnn::nmsnn CMake target asks for it"
+#endif
+
 #include <cstddef>
 
 #if defined(EIGEN_WORLD_VERSION) && defined(_OPENMP) && !defined(EIGEN_DONT_PARALLELIZE)

@@ -250,9 +250,13 @@ template <class Scalar>
 std::vector<Matrix<Scalar>> exchange_rows(Communicator& comm, const Eigen::MatrixXd& X, const std::vector<Index>& rows,
                                        Index unit_size) {
   const Index P = comm.size(), me = comm.rank(), F = X.cols(), m = Index(rows.size());
+  for (Index r : rows)
+    if (r < 0) raise<ShapeError>("fit_distributed: row ", r, " is negative");
   std::vector<std::string> send(static_cast<std::size_t>(P));
   for (Index j = 0; j < m; ++j) {
     if (rows[std::size_t(j)] % P != me) continue;
+    if (rows[std::size_t(j)] < 0 || rows[std::size_t(j)] / P >= X.rows())
+      raise<ShapeError>("fit_distributed: row ", rows[std::size_t(j)], " is not in this rank's shard of ", X.rows(), " rows");
     const Index dest = (j / unit_size) % P;
     const Eigen::RowVectorXd row = X.row(rows[std::size_t(j)] / P);
     send[std::size_t(dest)].append(reinterpret_cast<const char*>(row.data()), std::size_t(F) * sizeof(double));
@@ -665,7 +669,9 @@ History fit_distributed(Net& net, Communicator& comm, const Eigen::MatrixXd& X_l
   comm.collectively([&] {
     fo.validate();
     d.validate();
-    if (fo.class_weights.size() && Task::is_classifier && Index(fo.class_weights.size()) != net.classes())
+    if (fo.class_weights.size() && !Task::is_classifier)
+      detail::raise<ValueError>("fit_distributed: class weights apply to classifiers only");
+    if (fo.class_weights.size() && Index(fo.class_weights.size()) != net.classes())
       detail::raise<ValueError>("fit_distributed: expected ", net.classes(), " class weights, found ", fo.class_weights.size());
     if (n < 1) detail::raise<ShapeError>("fit_distributed: no rows");
     if (rows.empty()) {
