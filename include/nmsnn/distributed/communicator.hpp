@@ -203,9 +203,14 @@ struct FixedPointSum {
   std::vector<int> shift;
   std::vector<std::int64_t> acc;
 
+  /// The smallest k with 2^k >= n: the bits a sum of n terms may add.
+  static int ceil_log2(Index n) {
+    int k = 0;
+    while ((Index(1) << k) < n) ++k;
+    return k;
+  }
   void prepare(std::span<const double> maxima, Index groups) {
-    int log2g = 0;
-    while ((Index(1) << log2g) < groups) ++log2g;
+    const int log2g = ceil_log2(groups);
     shift.assign(maxima.size(), 0);
     for (std::size_t t = 0; t < maxima.size(); ++t)
       shift[t] = maxima[t] > 0 ? 61 - log2g - std::ilogb(maxima[t]) : 0;
@@ -255,7 +260,7 @@ std::vector<Matrix<Scalar>> exchange_rows(Communicator& comm, const Eigen::Matri
   std::vector<std::string> send(static_cast<std::size_t>(P));
   for (Index j = 0; j < m; ++j) {
     if (rows[std::size_t(j)] % P != me) continue;
-    if (rows[std::size_t(j)] < 0 || rows[std::size_t(j)] / P >= X.rows())
+    if (rows[std::size_t(j)] / P >= X.rows())
       raise<ShapeError>("fit_distributed: row ", rows[std::size_t(j)], " is not in this rank's shard of ", X.rows(), " rows");
     const Index dest = (j / unit_size) % P;
     const Eigen::RowVectorXd row = X.row(rows[std::size_t(j)] / P);
@@ -302,10 +307,6 @@ class DistributedBatches {
   bool has_validation() const { return Yv_ != nullptr; }
   bool primary() const { return comm_.rank() == 0; }
 
-  std::vector<Matrix<Scalar>> exchange(const std::vector<Index>& rows, Index unit_size) {
-    return exchange_rows<Scalar>(comm_, X_, rows, unit_size);
-  }
-
   template <class Optimizer>
   double step(const std::vector<Index>& idx, Index begin, Index end, std::uint32_t stream, Optimizer& opt,
               std::string_view where, Matrix<Scalar>& R, Matrix<Scalar>& Yb, const std::vector<double>* weights) {
@@ -332,7 +333,7 @@ class DistributedBatches {
 
     mark_ = std::chrono::steady_clock::now();
     std::vector<Matrix<Scalar>> units;
-    comm_.collectively([&] { units = exchange(rows, group_size_); });
+    comm_.collectively([&] { units = exchange_rows<Scalar>(comm_, X_, rows, group_size_); });
     if (stats_) stats_->exchanged_bytes += std::size_t(m) * std::size_t(X_.cols()) * sizeof(double);
     lap(&DistributedStats::communicate_s);
     const auto params = net_.parameters();
@@ -453,7 +454,7 @@ class DistributedBatches {
     const Index P = comm_.size(), me = comm_.rank(), K = net_.outputs(), n = Index(rows.size());
     constexpr Index block = Net::predict_batch;
     std::vector<Matrix<Scalar>> units;
-    comm_.collectively([&] { units = exchange(rows, block); });
+    comm_.collectively([&] { units = exchange_rows<Scalar>(comm_, X_, rows, block); });
     std::string payload;
     comm_.collectively([&] {
       std::vector<std::uint32_t> ids;
@@ -561,8 +562,7 @@ void write_checkpoint(const std::string& path, Net& net, Optimizer& opt, const L
                         {.kind = "checkpoint", .replaceable = is_model_file, .where = "fit_distributed (checkpoint)"});
 }
 
-template <class Scalar>
-std::vector<double> json_doubles(const nlohmann::json& j, const char* key) {
+inline std::vector<double> json_doubles(const nlohmann::json& j, const char* key) {
   std::vector<double> v;
   for (const auto& x : j.at(key)) v.push_back(x.get<double>());
   return v;
@@ -617,12 +617,12 @@ LoopState<typename Net::Scalar> read_checkpoint(const std::string& path, Net& ne
     st.best = s.at("best").is_null() ? std::numeric_limits<double>::infinity() : s.at("best").get<double>();
     st.since_best = s.at("since_best").get<Index>();
     const nlohmann::json& h = s.at("history");
-    st.history.loss = json_doubles<Scalar>(h, "loss");
-    st.history.metric = json_doubles<Scalar>(h, "metric");
-    st.history.val_loss = json_doubles<Scalar>(h, "val_loss");
-    st.history.val_metric = json_doubles<Scalar>(h, "val_metric");
-    st.history.seconds = json_doubles<Scalar>(h, "seconds");
-    st.history.learning_rate = json_doubles<Scalar>(h, "learning_rate");
+    st.history.loss = json_doubles(h, "loss");
+    st.history.metric = json_doubles(h, "metric");
+    st.history.val_loss = json_doubles(h, "val_loss");
+    st.history.val_metric = json_doubles(h, "val_metric");
+    st.history.seconds = json_doubles(h, "seconds");
+    st.history.learning_rate = json_doubles(h, "learning_rate");
     st.history.best_epoch = h.at("best_epoch").get<Index>();
     if (st.next_epoch < 1 || Index(st.history.loss.size()) != st.next_epoch)
       raise<IoError>(where, ": the checkpoint's epoch count and history disagree");
@@ -781,8 +781,8 @@ inline Scaler fit_scaler_distributed(Scaling kind, Communicator& comm, const Eig
   }
   // Standard: z = x / p with p the power of two above the column's largest magnitude (|z| <= 1),
   // as Scaler::fit; sums of z and of (z - mean)^2 in fixed point.
-  int log2m = 0;
-  while ((Index(1) << log2m) < m) ++log2m;
+  using detail::FixedPointSum;
+  const int log2m = FixedPointSum::ceil_log2(m);
   std::vector<double> p(static_cast<std::size_t>(F));
   std::vector<std::int64_t> acc(std::size_t(F), 0);
   for (Index j = 0; j < F; ++j) {
@@ -793,20 +793,20 @@ inline Scaler fit_scaler_distributed(Scaling kind, Communicator& comm, const Eig
   }
   const int s1 = 61 - log2m, s2 = 59 - log2m;  // |z| <= 1; (z - mean)^2 <= 4
   for (Index i : mine)
-    for (Index j = 0; j < F; ++j) acc[std::size_t(j)] += std::int64_t(std::llrint(std::ldexp(X_local(i, j) / p[std::size_t(j)], s1)));
+    for (Index j = 0; j < F; ++j) acc[std::size_t(j)] += FixedPointSum::quantize(X_local(i, j) / p[std::size_t(j)], s1);
   comm.sum_in_place(acc);
   std::vector<double> mean(static_cast<std::size_t>(F));
-  for (Index j = 0; j < F; ++j) mean[std::size_t(j)] = std::ldexp(double(acc[std::size_t(j)]), -s1) / double(m);
+  for (Index j = 0; j < F; ++j) mean[std::size_t(j)] = FixedPointSum::value(acc[std::size_t(j)], s1) / double(m);
   std::fill(acc.begin(), acc.end(), 0);
   for (Index i : mine)
     for (Index j = 0; j < F; ++j) {
       const double dz = X_local(i, j) / p[std::size_t(j)] - mean[std::size_t(j)];
-      acc[std::size_t(j)] += std::int64_t(std::llrint(std::ldexp(dz * dz, s2)));
+      acc[std::size_t(j)] += FixedPointSum::quantize(dz * dz, s2);
     }
   comm.sum_in_place(acc);
   for (Index j = 0; j < F; ++j) {
     offset(j) = mean[std::size_t(j)] * p[std::size_t(j)];
-    scale(j) = std::sqrt(std::ldexp(double(acc[std::size_t(j)]), -s2) / double(m)) * p[std::size_t(j)];
+    scale(j) = std::sqrt(FixedPointSum::value(acc[std::size_t(j)], s2) / double(m)) * p[std::size_t(j)];
     if (!(scale(j) > 0)) scale(j) = 1.0;
   }
   return Scaler(kind, offset, scale);
